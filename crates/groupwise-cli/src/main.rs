@@ -1,0 +1,62 @@
+//! `groupwise`: the command-line face of the groupwise engine.
+//!
+//! * `groupwise demo`: the main job, on MovieLens 100K (see README.md).
+//! * `groupwise encode`: interactions (or feature rows) → embeddings file.
+//! * `groupwise neighbors`: a user's nearest users from an embeddings file.
+//! * `groupwise synth`: clustered synthetic vectors for benchmarks.
+//! * `groupwise bench encode|index`: benchmark rows (JSON lines) that
+//!   bench/report.py sets next to the Python peers.
+
+mod bench;
+mod demo;
+mod encode;
+mod neighbors;
+mod paths;
+mod progress;
+mod synth;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Group personalisation engine: user encoders, user index, lookalike, segments.
+#[derive(Parser)]
+#[command(name = "groupwise", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the main job on MovieLens 100K: encode every user, index them, show
+    /// neighbours with the genres they share, and check the index against exact search.
+    Demo(demo::Args),
+    /// Encode users into an embeddings file (`.npy` + `.ids.txt`).
+    Encode(encode::Args),
+    /// Print a user's nearest users from an embeddings file.
+    Neighbors(neighbors::Args),
+    /// Write clustered synthetic unit vectors (and queries) for benchmarks.
+    Synth(synth::Args),
+    /// Benchmarks that print JSON lines (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(&a),
+        Command::Encode(a) => encode::run(&a),
+        Command::Neighbors(a) => neighbors::run(&a),
+        Command::Synth(a) => synth::run(&a),
+        Command::Bench(c) => bench::run(&c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `groupwise neighbors`: a user's nearest users from an embeddings file.
+
+use std::path::PathBuf;
+
+use groupwise::io::EmbeddingTable;
+use groupwise::{IndexConfig, SearchMode, SearchOptions, UserIndex};
+
+/// Arguments of `groupwise neighbors`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Embeddings file written by `groupwise encode` (`.npy` + `.ids.txt`).
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// The user id (as in the ids file).
+    #[arg(long)]
+    pub user: String,
+    /// Number of neighbours.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Exact search instead of the HNSW graph.
+    #[arg(long)]
+    pub exact: bool,
+    /// Search width of the graph.
+    #[arg(long)]
+    pub ef: Option<usize>,
+}
+
+pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let table = EmbeddingTable::load(&a.embeddings)?;
+    let index = load_index(&table)?;
+    let id = groupwise::data::ids::stable_id(&a.user);
+    let opts = SearchOptions {
+        ef: a.ef,
+        mode: if a.exact { SearchMode::Exact } else { SearchMode::Auto },
+        ..Default::default()
+    };
+    let names: std::collections::HashMap<u64, &str> = table
+        .ids
+        .iter()
+        .map(|s| (groupwise::data::ids::stable_id(s), s.as_str()))
+        .collect();
+    println!("rank\tuser\tsimilarity");
+    for (rank, n) in index.neighbors(id, a.k, &opts)?.iter().enumerate() {
+        println!("{}\t{}\t{:.4}", rank + 1, names.get(&n.id).copied().unwrap_or("?"), n.similarity);
+    }
+    Ok(())
+}
+
+/// An index over every row of an embeddings table (ids mapped with the stable rule).
+pub fn load_index(table: &EmbeddingTable) -> groupwise::Result<UserIndex> {
+    let mut config = IndexConfig::new(table.dim);
+    config.capacity_hint = table.ids.len();
+    let index = UserIndex::new(config)?;
+    let ids: Vec<u64> = table.ids.iter().map(|s| groupwise::data::ids::stable_id(s)).collect();
+    index.upsert_batch(&ids, &table.data)?;
+    Ok(index)
+}

@@ -1,0 +1,44 @@
+//! Where the project-local files are: the data installed by scripts/setup.sh and
+//! the reference models committed in models/.
+
+use std::path::{Path, PathBuf};
+
+/// First existing `rel` under `$GROUPWISE_HOME`-style roots: the current
+/// directory or any parent, then the executable's directory or any parent.
+pub fn find_up(rel: &Path) -> Option<PathBuf> {
+    let mut roots = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        roots.push(dir);
+    }
+    roots
+        .iter()
+        .flat_map(|r| r.ancestors())
+        .map(|d| d.join(rel))
+        .find(|p| p.exists())
+}
+
+/// The MovieLens 100K folder: explicit, else `$GROUPWISE_HOME/data/ml-100k`,
+/// else `.groupwise/data/ml-100k` found upwards.
+pub fn movielens_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(home) = std::env::var_os("GROUPWISE_HOME").filter(|h| !h.is_empty()) {
+        let p = PathBuf::from(home).join("data").join("ml-100k");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    find_up(&Path::new(".groupwise").join("data").join("ml-100k")).ok_or_else(|| {
+        "MovieLens 100K not found; run `scripts/setup.sh` (or pass --data-dir)".to_string()
+    })
+}
+
+/// A committed model under models/, found upwards.
+pub fn model(name: &str) -> Result<PathBuf, String> {
+    find_up(&Path::new("models").join(name))
+        .ok_or_else(|| format!("models/{name} not found; run from a groupwise checkout or pass --model"))
+}

@@ -1,0 +1,472 @@
+//! ONNX user encoders: behaviour in, user embeddings out.
+//!
+//! An [`Encoder`] wraps an exported ONNX model that follows the contract in
+//! models/README.md ([`ModelContract`]). Two input kinds are supported:
+//!
+//! * **features**: one dense `float32 [batch, F]` row per user ([`Encoder::encode_features`]);
+//! * **item sequences**: each user's item ids, oldest first, with optional
+//!   per-item weights ([`Encoder::encode_sequences`]). Ids are the host's stable
+//!   `u64` item ids (see [`crate::data::ids`]); the model's vocabulary maps them
+//!   to rows.
+//!
+//! # Unknown items
+//!
+//! An item the vocabulary does not know maps to the model's `unknown_id` when it
+//! declares one, and is dropped otherwise; either way it is counted in
+//! [`EncodeStats::unknown_items`]. A row left with no items is an error
+//! ([`Error::EmptySequence`]) rather than a meaningless zero embedding.
+//!
+//! # Threads
+//!
+//! `Encoder` is `Send + Sync`. It owns a pool of sessions of the same model
+//! ([`EncoderOptions::sessions`], default one per core), because
+//! `ort::Session::run` needs exclusive access; large batches are split into
+//! chunks of [`EncoderOptions::batch_size`] rows that run on several sessions
+//! at once.
+
+mod contract;
+mod pool;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor;
+use rayon::prelude::*;
+
+pub use contract::{InputKind, ModelContract, Truncation};
+use pool::SessionPool;
+
+use crate::data::UserHistory;
+use crate::error::{Error, Result};
+use crate::runtime::{self, RuntimeConfig};
+use crate::vector::check_finite;
+
+/// How to load and run an encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderOptions {
+    /// Where ONNX Runtime is (see [`crate::runtime`]).
+    pub runtime: RuntimeConfig,
+    /// Rows per model call when a large batch is split (default 256).
+    pub batch_size: usize,
+    /// Sessions in the pool, i.e. model calls that can run at once (default:
+    /// the number of cores).
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session (default 1: the pool already
+    /// runs one call per core).
+    pub intra_op_threads: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            runtime: RuntimeConfig::default(),
+            batch_size: 256,
+            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            intra_op_threads: 1,
+        }
+    }
+}
+
+/// One user's behaviour as an item sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct Sequence<'a> {
+    /// Item ids, oldest first.
+    pub items: &'a [u64],
+    /// Optional per-item weights (same length as `items`, finite); 1.0 when absent.
+    pub weights: Option<&'a [f32]>,
+}
+
+impl<'a> Sequence<'a> {
+    /// A sequence without weights.
+    pub fn new(items: &'a [u64]) -> Self {
+        Sequence { items, weights: None }
+    }
+
+    /// A sequence with weights.
+    pub fn weighted(items: &'a [u64], weights: &'a [f32]) -> Self {
+        Sequence {
+            items,
+            weights: Some(weights),
+        }
+    }
+}
+
+/// Counts describing one encode call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeStats {
+    /// Rows encoded.
+    pub rows: u64,
+    /// Items the vocabulary did not know (mapped to `unknown_id` or dropped).
+    pub unknown_items: u64,
+    /// Sequences longer than the model's `max_len` that were truncated.
+    pub truncated: u64,
+}
+
+impl EncodeStats {
+    fn add(&mut self, o: &EncodeStats) {
+        self.rows += o.rows;
+        self.unknown_items += o.unknown_items;
+        self.truncated += o.truncated;
+    }
+}
+
+/// Embeddings produced by an encode call, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// `rows * dim` values; row `i` is the embedding of input `i`.
+    pub embeddings: Vec<f32>,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// What happened while encoding.
+    pub stats: EncodeStats,
+}
+
+impl Encoded {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.embeddings.len() / self.dim.max(1)
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.embeddings[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// A loaded ONNX user encoder.
+pub struct Encoder {
+    path: PathBuf,
+    contract: ModelContract,
+    pool: SessionPool,
+    options: EncoderOptions,
+    rows: AtomicU64,
+    unknown_items: AtomicU64,
+    truncated: AtomicU64,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("path", &self.path)
+            .field("kind", &self.contract.kind)
+            .field("embedding_dim", &self.contract.embedding_dim)
+            .field("sessions", &self.pool.len())
+            .finish()
+    }
+}
+
+impl Encoder {
+    /// Loads a model and checks it against the contract.
+    pub fn load(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Self> {
+        let path = path.as_ref();
+        if options.batch_size == 0 {
+            return Err(Error::invalid("batch_size", "must be at least 1"));
+        }
+        if options.sessions == 0 || options.intra_op_threads == 0 {
+            return Err(Error::invalid("sessions", "sessions and intra_op_threads must be at least 1"));
+        }
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
+            ));
+        }
+        let env = runtime::environment(&options.runtime)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut sessions = Vec::with_capacity(options.sessions);
+        for _ in 0..options.sessions {
+            let session = Session::builder(env)
+                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+                .and_then(|b| b.with_intra_threads(options.intra_op_threads).map_err(Into::into))
+                .and_then(|mut b| b.commit_from_memory(&bytes))
+                .map_err(|e| Error::onnx(format!("loading {}", path.display()), e))?;
+            sessions.push(session);
+        }
+        let pool = SessionPool::new(sessions);
+        let contract = ModelContract::read(&pool.first(), path)?;
+        Ok(Encoder {
+            path: path.to_path_buf(),
+            contract,
+            pool,
+            options: options.clone(),
+            rows: AtomicU64::new(0),
+            unknown_items: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+        })
+    }
+
+    /// The model's contract.
+    pub fn contract(&self) -> &ModelContract {
+        &self.contract
+    }
+
+    /// Output embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.contract.embedding_dim
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Totals over every call so far.
+    pub fn stats(&self) -> EncodeStats {
+        EncodeStats {
+            rows: self.rows.load(Ordering::Relaxed),
+            unknown_items: self.unknown_items.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, s: &EncodeStats) {
+        self.rows.fetch_add(s.rows, Ordering::Relaxed);
+        self.unknown_items.fetch_add(s.unknown_items, Ordering::Relaxed);
+        self.truncated.fetch_add(s.truncated, Ordering::Relaxed);
+    }
+
+    /// Encodes dense feature rows (`rows * F` values, row-major).
+    pub fn encode_features(&self, features: &[f32]) -> Result<Encoded> {
+        let (name, f) = match (&self.contract.features_input, self.contract.feature_dim) {
+            (Some(n), Some(f)) => (n.as_str(), f),
+            _ => {
+                return Err(Error::invalid(
+                    "features",
+                    "this model takes item sequences; use encode_sequences",
+                ))
+            }
+        };
+        if features.len() % f != 0 {
+            return Err(Error::ShapeMismatch {
+                input: name.to_string(),
+                expected: format!("[batch, {f}] (a multiple of {f} values)"),
+                got: format!("{} values", features.len()),
+            });
+        }
+        check_finite(&format!("input `{name}`"), features)?;
+        let rows = features.len() / f;
+        let chunk = self.options.batch_size * f;
+        let parts: Vec<Vec<f32>> = features
+            .par_chunks(chunk.max(1))
+            .map(|c| {
+                let n = c.len() / f;
+                let tensor = Tensor::from_array(([n, f], c.to_vec()))
+                    .map_err(|e| Error::onnx("building the features tensor", e))?;
+                self.run(vec![(name.to_string(), tensor.into())], n)
+            })
+            .collect::<Result<_>>()?;
+        let stats = EncodeStats {
+            rows: rows as u64,
+            ..Default::default()
+        };
+        self.record(&stats);
+        Ok(Encoded {
+            embeddings: parts.concat(),
+            dim: self.dim(),
+            stats,
+        })
+    }
+
+    /// Encodes item sequences, one user per sequence.
+    pub fn encode_sequences(&self, sequences: &[Sequence<'_>]) -> Result<Encoded> {
+        if self.contract.kind != InputKind::ItemSequence {
+            return Err(Error::invalid(
+                "sequences",
+                "this model takes dense features; use encode_features",
+            ));
+        }
+        let mapped: Vec<(Vec<i64>, Vec<f32>, EncodeStats)> = sequences
+            .par_iter()
+            .enumerate()
+            .map(|(row, s)| self.map_sequence(row, s))
+            .collect::<Result<_>>()?;
+        let mut stats = EncodeStats::default();
+        for (_, _, s) in &mapped {
+            stats.add(s);
+        }
+        let parts: Vec<Vec<f32>> = mapped
+            .par_chunks(self.options.batch_size)
+            .map(|chunk| self.run_sequences(chunk))
+            .collect::<Result<_>>()?;
+        self.record(&stats);
+        Ok(Encoded {
+            embeddings: parts.concat(),
+            dim: self.dim(),
+            stats,
+        })
+    }
+
+    /// Encodes users from their interaction histories, whatever the model's
+    /// input kind: item-sequence models get the history as a sequence; features
+    /// models whose metadata says `groupwise.feature_layout = item_bag` get a bag
+    /// of items (column = model index, value = summed weight). With
+    /// `use_weights` false every interaction weighs 1.0.
+    pub fn encode_histories(&self, histories: &[UserHistory], use_weights: bool) -> Result<Encoded> {
+        match self.contract.kind {
+            InputKind::ItemSequence => {
+                let seqs: Vec<Sequence<'_>> = histories
+                    .iter()
+                    .map(|h| Sequence {
+                        items: &h.items,
+                        weights: use_weights.then_some(h.weights.as_slice()),
+                    })
+                    .collect();
+                self.encode_sequences(&seqs)
+            }
+            InputKind::Features => {
+                let c = &self.contract;
+                let f = c.feature_dim.unwrap_or(0);
+                if c.metadata.get("groupwise.feature_layout").map(String::as_str) != Some("item_bag") {
+                    return Err(Error::invalid(
+                        "histories",
+                        "this features model does not declare groupwise.feature_layout = item_bag; \
+                         build its feature rows yourself and call encode_features",
+                    ));
+                }
+                let mut rows = vec![0.0f32; histories.len() * f];
+                let mut unknown = 0u64;
+                for (r, h) in histories.iter().enumerate() {
+                    let row = &mut rows[r * f..(r + 1) * f];
+                    let mut any = false;
+                    for (i, &item) in h.items.iter().enumerate() {
+                        let w = if use_weights { h.weights[i] } else { 1.0 };
+                        let col = match c.item_index(item) {
+                            Some(ix) if ix != c.padding_id => Some(ix),
+                            _ => {
+                                unknown += 1;
+                                c.unknown_id
+                            }
+                        };
+                        if let Some(col) = col.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < f) {
+                            row[col] += w;
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        return Err(Error::EmptySequence { row: r });
+                    }
+                }
+                let mut out = self.encode_features(&rows)?;
+                out.stats.unknown_items = unknown;
+                self.unknown_items.fetch_add(unknown, Ordering::Relaxed);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Maps one sequence to model indices and weights, applying the unknown-item
+    /// and truncation rules.
+    fn map_sequence(&self, row: usize, s: &Sequence<'_>) -> Result<(Vec<i64>, Vec<f32>, EncodeStats)> {
+        let c = &self.contract;
+        if let Some(w) = s.weights {
+            if w.len() != s.items.len() {
+                return Err(Error::ShapeMismatch {
+                    input: format!("weights of row {row}"),
+                    expected: format!("[{}] (one per item)", s.items.len()),
+                    got: format!("[{}]", w.len()),
+                });
+            }
+            check_finite(&format!("weights of row {row}"), w)?;
+        }
+        let mut stats = EncodeStats {
+            rows: 1,
+            ..Default::default()
+        };
+        let mut ids = Vec::with_capacity(s.items.len());
+        let mut weights = Vec::with_capacity(s.items.len());
+        for (i, &item) in s.items.iter().enumerate() {
+            let w = s.weights.map_or(1.0, |w| w[i]);
+            match c.item_index(item) {
+                Some(ix) if ix != c.padding_id => {
+                    ids.push(ix);
+                    weights.push(w);
+                }
+                _ => {
+                    stats.unknown_items += 1;
+                    if let Some(unk) = c.unknown_id {
+                        ids.push(unk);
+                        weights.push(w);
+                    }
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Err(Error::EmptySequence { row });
+        }
+        if let Some(max) = c.max_len {
+            if ids.len() > max {
+                stats.truncated += 1;
+                match c.truncation {
+                    Truncation::KeepLast => {
+                        let cut = ids.len() - max;
+                        ids.drain(..cut);
+                        weights.drain(..cut);
+                    }
+                    Truncation::KeepFirst => {
+                        ids.truncate(max);
+                        weights.truncate(max);
+                    }
+                }
+            }
+        }
+        Ok((ids, weights, stats))
+    }
+
+    fn run_sequences(&self, chunk: &[(Vec<i64>, Vec<f32>, EncodeStats)]) -> Result<Vec<f32>> {
+        let c = &self.contract;
+        let n = chunk.len();
+        let longest = chunk.iter().map(|(ids, ..)| ids.len()).max().unwrap_or(1);
+        // A model with a static sequence length takes exactly that length.
+        let len = match c.max_len {
+            Some(m) if c.fixed_len => m,
+            _ => longest,
+        };
+        let mut ids = vec![c.padding_id; n * len];
+        let mut weights = vec![0.0f32; n * len];
+        let mut lengths = Vec::with_capacity(n);
+        for (r, (row_ids, row_w, _)) in chunk.iter().enumerate() {
+            ids[r * len..r * len + row_ids.len()].copy_from_slice(row_ids);
+            weights[r * len..r * len + row_w.len()].copy_from_slice(row_w);
+            lengths.push(row_ids.len() as i64);
+        }
+        let onnx = |e: ort::Error| Error::onnx("building the input tensors", e);
+        let ids_name = c.ids_input.clone().unwrap_or_default();
+        let mut inputs: Vec<(String, SessionInputValue<'static>)> =
+            vec![(ids_name, Tensor::from_array(([n, len], ids)).map_err(onnx)?.into())];
+        if let Some(w) = &c.weights_input {
+            inputs.push((w.clone(), Tensor::from_array(([n, len], weights)).map_err(onnx)?.into()));
+        }
+        if let Some(l) = &c.lengths_input {
+            inputs.push((l.clone(), Tensor::from_array(([n], lengths)).map_err(onnx)?.into()));
+        }
+        self.run(inputs, n)
+    }
+
+    /// Runs the model on one chunk and checks the output.
+    fn run(&self, inputs: Vec<(String, SessionInputValue<'static>)>, rows: usize) -> Result<Vec<f32>> {
+        let c = &self.contract;
+        let mut session = self.pool.get();
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| Error::onnx(format!("running {}", self.path.display()), e))?;
+        let value = outputs.get(&c.output).ok_or_else(|| Error::ModelContract {
+            model: self.path.clone(),
+            problem: format!("the model produced no output `{}`", c.output),
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::onnx(format!("reading output `{}`", c.output), e))?;
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        if dims != [rows as i64, c.embedding_dim as i64] {
+            return Err(Error::ShapeMismatch {
+                input: format!("output `{}`", c.output),
+                expected: format!("[{rows}, {}]", c.embedding_dim),
+                got: format!("{dims:?}"),
+            });
+        }
+        check_finite(&format!("output `{}` of the model", c.output), data)?;
+        Ok(data.to_vec())
+    }
+}

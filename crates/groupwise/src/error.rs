@@ -1,0 +1,159 @@
+//! The one error type of the core library.
+//!
+//! Variants are named after what went wrong for the caller, and every message
+//! says what to do about it.
+
+use std::path::PathBuf;
+
+/// Result alias used across groupwise.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in groupwise.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error(
+        "ONNX Runtime is not available: {reason}. Run `scripts/setup.sh` (installs it into \
+         .groupwise/lib/), or set `ORT_DYLIB_PATH` or `RuntimeConfig::library_path` to a \
+         libonnxruntime.so of version 1.22 or newer"
+    )]
+    RuntimeUnavailable {
+        /// What was tried and what failed.
+        reason: String,
+    },
+
+    /// ONNX Runtime returned an error while loading or running a model.
+    #[error("ONNX Runtime failed while {context}: {message}")]
+    Onnx {
+        /// What groupwise was doing.
+        context: String,
+        /// ONNX Runtime's own message.
+        message: String,
+    },
+
+    /// The model's inputs, outputs or metadata do not follow the encoder contract
+    /// (see models/README.md).
+    #[error("model {model} does not follow the encoder contract: {problem}")]
+    ModelContract {
+        /// The model file.
+        model: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// An input tensor has the wrong shape.
+    #[error("input `{input}` has shape {got}, expected {expected}")]
+    ShapeMismatch {
+        /// Name of the input (model input name or API argument).
+        input: String,
+        /// The expected shape, e.g. `[batch, 64]`.
+        expected: String,
+        /// The shape that was given.
+        got: String,
+    },
+
+    /// A vector has the wrong number of dimensions.
+    #[error("{what} has dimension {got}, expected {expected}")]
+    DimensionMismatch {
+        /// What the vector is (e.g. "query vector").
+        what: String,
+        /// The expected dimension.
+        expected: usize,
+        /// The dimension that was given.
+        got: usize,
+    },
+
+    /// A value is NaN or infinite.
+    #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]
+    NonFinite {
+        /// Where the value was found.
+        what: String,
+        /// Flat index of the first bad value.
+        position: usize,
+    },
+
+    /// A vector has zero length and cannot be normalised for cosine similarity.
+    #[error("{what} is the zero vector; cosine similarity is undefined for it")]
+    ZeroVector {
+        /// What the vector is.
+        what: String,
+    },
+
+    /// A behaviour row to encode has nothing in it.
+    #[error("row {row} has no items to encode; drop empty histories before encoding")]
+    EmptySequence {
+        /// Row index in the batch.
+        row: usize,
+    },
+
+    /// A user id is not in the index.
+    #[error("user {0} is not in the index")]
+    UnknownUser(u64),
+
+    /// An argument is out of its documented range.
+    #[error("invalid argument `{name}`: {problem}")]
+    InvalidArgument {
+        /// The argument.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A data file has a malformed row.
+    #[error("{path}:{line}: {problem}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with the row.
+        problem: String,
+    },
+
+    /// Two different string ids hash to the same numeric id.
+    #[error(
+        "ids {first:?} and {second:?} both map to numeric id {id}; rename one of them"
+    )]
+    IdCollision {
+        /// The first string id.
+        first: String,
+        /// The second string id.
+        second: String,
+        /// The numeric id they share.
+        id: u64,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn onnx(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Onnx {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(name: &'static str, problem: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name,
+            problem: problem.into(),
+        }
+    }
+}

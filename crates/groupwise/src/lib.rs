@@ -1,0 +1,28 @@
+//! # groupwise
+//!
+//! An embeddable engine for *group personalisation* in recommender systems.
+//! Host recommenders link it in-process to turn user behaviour into embeddings,
+//! find behaviourally similar users, and (in later modules) expand seed
+//! segments, discover segments and serve slates.
+//!
+//! The pieces, each usable on its own:
+//!
+//! * [`runtime`]: finds and loads the ONNX Runtime shared library (once per process).
+//! * [`encoder`]: ONNX user encoders (dense features or item-id sequences → embeddings).
+//! * [`index`]: the user index (HNSW via hnsw_rs, plus an exact path), with upsert,
+//!   delete, filters and batch search.
+//! * [`data`]: loaders for interaction logs and item metadata.
+//! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
+
+pub mod data;
+pub mod encoder;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod runtime;
+pub mod vector;
+
+pub use encoder::{EncodeStats, Encoded, Encoder, EncoderOptions, InputKind, ModelContract, Sequence};
+pub use error::{Error, Result};
+pub use index::{Filter, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
+pub use runtime::RuntimeConfig;
