@@ -224,7 +224,9 @@ impl ModelContract {
             InputKind::Features => {
                 let name = get("input.features")
                     .map(str::to_string)
+                    .or_else(|| find_input("features").map(|i| i.0.clone()))
                     .or_else(|| single_of(&inputs, TensorElementType::Float32))
+                    .or_else(|| only(&inputs))
                     .ok_or_else(|| bad(format!("set {PREFIX}input.features: cannot tell which input takes the features")))?;
                 let (_, ty, shape) = find_input(&name)
                     .ok_or_else(|| bad(format!("no input named `{name}` (inputs: {})", describe(&inputs))))?;
@@ -250,7 +252,9 @@ impl ModelContract {
             InputKind::ItemSequence => {
                 let name = get("input.ids")
                     .map(str::to_string)
+                    .or_else(|| find_input("item_ids").map(|i| i.0.clone()))
                     .or_else(|| single_of(&inputs, TensorElementType::Int64))
+                    .or_else(|| only(&inputs))
                     .ok_or_else(|| bad(format!("set {PREFIX}input.ids: cannot tell which input takes the item ids")))?;
                 let check = |name: &str, want: TensorElementType, rank: usize, what: &str| -> Result<()> {
                     let (_, ty, shape) = find_input(name)
@@ -343,6 +347,13 @@ fn single_of(inputs: &[(String, TensorElementType, Vec<i64>)], ty: TensorElement
     let mut it = inputs.iter().filter(|(_, t, _)| *t == ty);
     match (it.next(), it.next()) {
         (Some((n, ..)), None) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+fn only(inputs: &[(String, TensorElementType, Vec<i64>)]) -> Option<String> {
+    match inputs {
+        [(n, ..)] => Some(n.clone()),
         _ => None,
     }
 }

@@ -291,6 +291,13 @@ impl UserIndex {
     /// Inserts a user or replaces its vector. The vector is validated and
     /// normalised; on error nothing changes.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.config.dim {
+            return Err(Error::DimensionMismatch {
+                what: format!("vector of user {id}"),
+                expected: self.config.dim,
+                got: vector.len(),
+            });
+        }
         self.upsert_batch(&[id], vector)
     }
 

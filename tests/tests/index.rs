@@ -1,0 +1,238 @@
+//! The user index: recall against exact search, upsert and delete semantics,
+//! filters, error paths, and concurrent use.
+
+use std::collections::HashSet;
+
+use groupwise::index::recall_at_k;
+use groupwise::{Error, Filter, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
+use groupwise_e2e::clustered_vectors;
+
+const DIM: usize = 32;
+
+fn graph() -> SearchOptions<'static> {
+    SearchOptions {
+        mode: SearchMode::Approximate,
+        ..Default::default()
+    }
+}
+
+fn exact() -> SearchOptions<'static> {
+    SearchOptions {
+        mode: SearchMode::Exact,
+        ..Default::default()
+    }
+}
+
+fn index_of(n: usize, seed: u64) -> (UserIndex, Vec<f32>) {
+    let (data, _) = clustered_vectors(n, DIM, 20, 0.5, seed);
+    let mut cfg = IndexConfig::new(DIM);
+    cfg.capacity_hint = n;
+    let index = UserIndex::new(cfg).expect("config");
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 10 + 3).collect();
+    index.upsert_batch(&ids, &data).expect("insert");
+    (index, data)
+}
+
+fn ids(ns: &[Neighbor]) -> Vec<u64> {
+    ns.iter().map(|n| n.id).collect()
+}
+
+#[test]
+fn recall_at_10_on_100k_clustered_vectors() {
+    // Queries are fresh draws from the same mixture (not indexed points).
+    let (mut data, _) = clustered_vectors(100_500, 64, 100, 0.6, 11);
+    let queries = data.split_off(100_000 * 64);
+    let mut cfg = IndexConfig::new(64);
+    cfg.capacity_hint = 100_000;
+    let index = UserIndex::new(cfg).expect("config");
+    let users: Vec<u64> = (0..100_000).collect();
+    index.upsert_batch(&users, &data).expect("insert");
+    let truth = index.exact_search_batch(&queries, 10).expect("exact");
+    let approx = index.search_batch(&queries, 10, &graph()).expect("graph");
+    let recall = recall_at_k(&approx, &truth);
+    assert!(recall >= 0.95, "recall@10 = {recall:.4} at the default ef");
+    // The exact path is the ground truth: it agrees with a naive scan.
+    let q = &queries[..64];
+    let mut naive: Vec<(f32, u64)> = (0..100_000)
+        .map(|i| (groupwise::vector::dot(q, &data[i * 64..(i + 1) * 64]), i as u64))
+        .collect();
+    naive.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let want: Vec<u64> = naive.iter().take(10).map(|p| p.1).collect();
+    assert_eq!(ids(&truth[0]), want);
+}
+
+#[test]
+fn deleted_and_replaced_users_are_never_returned() {
+    let (index, data) = index_of(3000, 1);
+    let all: Vec<u64> = index.ids();
+    let deleted: HashSet<u64> = all.iter().copied().filter(|id| id % 3 == 0).take(600).collect();
+    for &id in &deleted {
+        index.delete(id).expect("delete");
+    }
+    assert_eq!(index.len(), 3000 - deleted.len());
+    assert!(index.stats().tombstones > 0, "below the rebuild threshold tombstones stay");
+    for mode in [graph(), exact()] {
+        let res = index.search_batch(&data[..200 * DIM], 20, &mode).expect("search");
+        for r in &res {
+            assert_eq!(r.len(), 20);
+            assert!(r.iter().all(|n| !deleted.contains(&n.id)), "a deleted user came back");
+        }
+    }
+    // Deleting past the threshold rebuilds the graph; results stay clean.
+    let more: Vec<u64> = index.ids().into_iter().take(400).collect();
+    for &id in &more {
+        index.delete(id).expect("delete");
+    }
+    let stats = index.stats();
+    assert!(stats.rebuilds >= 1 && stats.tombstones < 400, "{stats:?}");
+    let gone: HashSet<u64> = deleted.iter().chain(&more).copied().collect();
+    let res = index.search_batch(&data[..100 * DIM], 10, &graph()).expect("search");
+    assert!(res.iter().flatten().all(|n| !gone.contains(&n.id)));
+    assert!(matches!(index.delete(more[0]), Err(Error::UnknownUser(_))));
+    assert!(matches!(index.neighbors(more[0], 5, &graph()), Err(Error::UnknownUser(_))));
+}
+
+#[test]
+fn upsert_replaces_the_vector_of_a_user() {
+    let (index, data) = index_of(2000, 2);
+    let target = index.ids()[17];
+    let far = &data[1500 * DIM..1501 * DIM];
+    let before = index.vector(target).expect("present");
+    index.upsert(target, far).expect("upsert");
+    assert_eq!(index.len(), 2000, "an upsert of a known id does not add a user");
+    let after = index.vector(target).expect("present");
+    assert_ne!(before, after);
+    // The user is now found where its new vector is, and only once.
+    let hits = index.search(far, 5, &graph()).expect("search");
+    assert_eq!(hits.iter().filter(|n| n.id == target).count(), 1);
+    assert!(hits.iter().take(2).any(|n| n.id == target));
+    let near_old = index.search(&before, 50, &graph()).expect("search");
+    assert!(near_old.iter().all(|n| n.id != target || n.similarity < 0.99));
+    // Last occurrence in a batch wins.
+    index
+        .upsert_batch(&[target, target], &[&data[..DIM], &data[DIM..2 * DIM]].concat())
+        .expect("batch");
+    let v = index.vector(target).expect("present");
+    let want = groupwise::vector::normalized("v", &data[DIM..2 * DIM], DIM).expect("valid");
+    assert!(v.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+}
+
+#[test]
+fn neighbors_exclude_the_user_and_are_sorted() {
+    let (index, _) = index_of(4000, 3);
+    for &id in index.ids().iter().take(50) {
+        let ns = index.neighbors(id, 10, &graph()).expect("neighbours");
+        assert_eq!(ns.len(), 10);
+        assert!(ns.iter().all(|n| n.id != id));
+        assert!(ns.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+    }
+}
+
+#[test]
+fn filters_match_brute_force_at_every_selectivity() {
+    let (index, data) = index_of(5000, 4);
+    let all = index.ids();
+    let q = &data[42 * DIM..43 * DIM];
+    let brute = |keep: &dyn Fn(u64) -> bool, k: usize| -> Vec<u64> {
+        let res = index.search(q, 5000, &exact()).expect("exact");
+        res.into_iter().filter(|n| keep(n.id)).take(k).map(|n| n.id).collect()
+    };
+    // Very selective allow-list (served exactly), and a broad one (served by the graph).
+    for share in [7usize, 40, 2] {
+        let allow: HashSet<u64> = all.iter().copied().step_by(share).collect();
+        let opts = SearchOptions {
+            filter: Some(Filter::Allow(&allow)),
+            ..Default::default()
+        };
+        let got = ids(&index.search(q, 10, &opts).expect("search"));
+        let want = brute(&|id| allow.contains(&id), 10);
+        let overlap = got.iter().filter(|id| want.contains(id)).count();
+        assert!(got.iter().all(|id| allow.contains(id)), "1/{share}: result outside the allow-list");
+        assert!(overlap >= 9, "1/{share}: {overlap}/10 of the exact answer");
+    }
+    let deny: HashSet<u64> = all.iter().copied().take(2500).collect();
+    let opts = SearchOptions {
+        filter: Some(Filter::Deny(&deny)),
+        ..Default::default()
+    };
+    let got = index.search(q, 10, &opts).expect("deny");
+    assert!(got.iter().all(|n| !deny.contains(&n.id)) && got.len() == 10);
+    // A predicate keeping 3 users: all three come back, nothing else.
+    let three = [all[5], all[500], all[4999]];
+    let pred = |id: u64| three.contains(&id);
+    let opts = SearchOptions {
+        filter: Some(Filter::Predicate(&pred)),
+        mode: SearchMode::Approximate,
+        ..Default::default()
+    };
+    let mut got = ids(&index.search(q, 10, &opts).expect("predicate"));
+    got.sort_unstable();
+    let mut want = three.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want, "the exact fill-in finds every allowed user");
+}
+
+#[test]
+fn bad_vectors_are_rejected_and_change_nothing() {
+    let (index, _) = index_of(100, 5);
+    let before = index.stats();
+    assert!(matches!(index.upsert(1, &[1.0; DIM - 1]), Err(Error::DimensionMismatch { expected: DIM, got, .. }) if got == DIM - 1));
+    let mut v = vec![0.5f32; DIM];
+    v[3] = f32::NAN;
+    assert!(matches!(index.upsert(1, &v), Err(Error::NonFinite { position: 3, .. })));
+    assert!(matches!(index.upsert(1, &[0.0; DIM]), Err(Error::ZeroVector { .. })));
+    // One bad row fails the whole batch before anything is written.
+    let mut batch = vec![0.1f32; 3 * DIM];
+    batch[2 * DIM] = f32::INFINITY;
+    assert!(index.upsert_batch(&[7, 8, 9], &batch).is_err());
+    assert!(index.upsert_batch(&[7, 8], &batch).is_err(), "rows and ids disagree");
+    assert_eq!(index.stats(), before);
+    assert!(!index.contains(7));
+    assert!(index.search(&[1.0; DIM + 1], 3, &graph()).is_err());
+    assert!(index.search(&[f32::NAN; DIM], 3, &graph()).is_err());
+    assert!(UserIndex::new(IndexConfig::new(0)).is_err());
+    let mut cfg = IndexConfig::new(8);
+    cfg.max_connections = 1000;
+    assert!(UserIndex::new(cfg).is_err());
+    // k = 0 and an empty index answer with nothing.
+    assert!(index.search(&[1.0; DIM], 0, &graph()).expect("k=0").is_empty());
+    let empty = UserIndex::new(IndexConfig::new(4)).expect("config");
+    assert!(empty.search(&[1.0; 4], 3, &graph()).expect("empty").is_empty());
+}
+
+#[test]
+fn concurrent_upserts_deletes_and_searches_stay_consistent() {
+    let (index, data) = index_of(3000, 6);
+    let (fresh, _) = clustered_vectors(1200, DIM, 20, 0.5, 66);
+    std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let (index, fresh) = (&index, &fresh);
+            s.spawn(move || {
+                for i in 0..400u64 {
+                    let row = (t * 400 + i) as usize;
+                    let id = 1_000_000 + t * 1000 + i;
+                    index.upsert(id, &fresh[row * DIM..(row + 1) * DIM]).expect("upsert");
+                    if i % 4 == 0 {
+                        index.delete(id).expect("delete");
+                    }
+                }
+            });
+        }
+        for t in 0..3usize {
+            let (index, data) = (&index, &data);
+            s.spawn(move || {
+                for i in 0..300 {
+                    let row = (t * 300 + i) % 3000;
+                    let res = index.search(&data[row * DIM..(row + 1) * DIM], 10, &graph()).expect("search");
+                    assert_eq!(res.len(), 10);
+                }
+            });
+        }
+    });
+    assert_eq!(index.len(), 3000 + 3 * 300);
+    for t in 0..3u64 {
+        for i in 0..400u64 {
+            assert_eq!(index.contains(1_000_000 + t * 1000 + i), i % 4 != 0);
+        }
+    }
+}
