@@ -53,7 +53,8 @@ os.makedirs(dest, exist_ok=True)
 n = 0
 with zipfile.ZipFile(wheel) as z:
     for name in z.namelist():
-        if name.startswith(prefix) and not name.endswith("/"):
+        base = os.path.basename(name)
+        if name.startswith(prefix) and base and not base.startswith("."):
             target = os.path.join(dest, os.path.basename(name))
             tmp = target + ".part"
             with z.open(name) as src, open(tmp, "wb") as dst:

@@ -40,7 +40,13 @@ pub fn movielens_dir() -> PathBuf {
 
 /// `n` unit vectors in `clusters` well-separated Gaussian clusters, with the
 /// cluster of each vector. Deterministic for a seed.
-pub fn clustered_vectors(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> (Vec<f32>, Vec<usize>) {
+pub fn clustered_vectors(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>) {
     use rand::{Rng, SeedableRng};
     use rand_distr::{Distribution, Normal};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

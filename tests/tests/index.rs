@@ -54,7 +54,12 @@ fn recall_at_10_on_100k_clustered_vectors() {
     // The exact path is the ground truth: it agrees with a naive scan.
     let q = &queries[..64];
     let mut naive: Vec<(f32, u64)> = (0..100_000)
-        .map(|i| (groupwise::vector::dot(q, &data[i * 64..(i + 1) * 64]), i as u64))
+        .map(|i| {
+            (
+                groupwise::vector::dot(q, &data[i * 64..(i + 1) * 64]),
+                i as u64,
+            )
+        })
         .collect();
     naive.sort_by(|a, b| b.0.total_cmp(&a.0));
     let want: Vec<u64> = naive.iter().take(10).map(|p| p.1).collect();
@@ -65,17 +70,30 @@ fn recall_at_10_on_100k_clustered_vectors() {
 fn deleted_and_replaced_users_are_never_returned() {
     let (index, data) = index_of(3000, 1);
     let all: Vec<u64> = index.ids();
-    let deleted: HashSet<u64> = all.iter().copied().filter(|id| id % 3 == 0).take(600).collect();
+    let deleted: HashSet<u64> = all
+        .iter()
+        .copied()
+        .filter(|id| id % 3 == 0)
+        .take(600)
+        .collect();
     for &id in &deleted {
         index.delete(id).expect("delete");
     }
     assert_eq!(index.len(), 3000 - deleted.len());
-    assert!(index.stats().tombstones > 0, "below the rebuild threshold tombstones stay");
+    assert!(
+        index.stats().tombstones > 0,
+        "below the rebuild threshold tombstones stay"
+    );
     for mode in [graph(), exact()] {
-        let res = index.search_batch(&data[..200 * DIM], 20, &mode).expect("search");
+        let res = index
+            .search_batch(&data[..200 * DIM], 20, &mode)
+            .expect("search");
         for r in &res {
             assert_eq!(r.len(), 20);
-            assert!(r.iter().all(|n| !deleted.contains(&n.id)), "a deleted user came back");
+            assert!(
+                r.iter().all(|n| !deleted.contains(&n.id)),
+                "a deleted user came back"
+            );
         }
     }
     // Deleting past the threshold rebuilds the graph; results stay clean.
@@ -86,10 +104,15 @@ fn deleted_and_replaced_users_are_never_returned() {
     let stats = index.stats();
     assert!(stats.rebuilds >= 1 && stats.tombstones < 400, "{stats:?}");
     let gone: HashSet<u64> = deleted.iter().chain(&more).copied().collect();
-    let res = index.search_batch(&data[..100 * DIM], 10, &graph()).expect("search");
+    let res = index
+        .search_batch(&data[..100 * DIM], 10, &graph())
+        .expect("search");
     assert!(res.iter().flatten().all(|n| !gone.contains(&n.id)));
     assert!(matches!(index.delete(more[0]), Err(Error::UnknownUser(_))));
-    assert!(matches!(index.neighbors(more[0], 5, &graph()), Err(Error::UnknownUser(_))));
+    assert!(matches!(
+        index.neighbors(more[0], 5, &graph()),
+        Err(Error::UnknownUser(_))
+    ));
 }
 
 #[test]
@@ -99,7 +122,11 @@ fn upsert_replaces_the_vector_of_a_user() {
     let far = &data[1500 * DIM..1501 * DIM];
     let before = index.vector(target).expect("present");
     index.upsert(target, far).expect("upsert");
-    assert_eq!(index.len(), 2000, "an upsert of a known id does not add a user");
+    assert_eq!(
+        index.len(),
+        2000,
+        "an upsert of a known id does not add a user"
+    );
     let after = index.vector(target).expect("present");
     assert_ne!(before, after);
     // The user is now found where its new vector is, and only once.
@@ -107,10 +134,15 @@ fn upsert_replaces_the_vector_of_a_user() {
     assert_eq!(hits.iter().filter(|n| n.id == target).count(), 1);
     assert!(hits.iter().take(2).any(|n| n.id == target));
     let near_old = index.search(&before, 50, &graph()).expect("search");
-    assert!(near_old.iter().all(|n| n.id != target || n.similarity < 0.99));
+    assert!(near_old
+        .iter()
+        .all(|n| n.id != target || n.similarity < 0.99));
     // Last occurrence in a batch wins.
     index
-        .upsert_batch(&[target, target], &[&data[..DIM], &data[DIM..2 * DIM]].concat())
+        .upsert_batch(
+            &[target, target],
+            &[&data[..DIM], &data[DIM..2 * DIM]].concat(),
+        )
         .expect("batch");
     let v = index.vector(target).expect("present");
     let want = groupwise::vector::normalized("v", &data[DIM..2 * DIM], DIM).expect("valid");
@@ -130,12 +162,23 @@ fn neighbors_exclude_the_user_and_are_sorted() {
 
 #[test]
 fn filters_match_brute_force_at_every_selectivity() {
-    let (index, data) = index_of(5000, 4);
+    // Force the automatic choice between graph and exact scan to depend on the
+    // filter alone (the population is small enough to be scanned otherwise).
+    let (data, _) = clustered_vectors(5000, DIM, 20, 0.5, 4);
+    let mut cfg = IndexConfig::new(DIM);
+    cfg.exact_below = 0;
+    let index = UserIndex::new(cfg).expect("config");
+    let users: Vec<u64> = (0..5000u64).map(|i| i * 10 + 3).collect();
+    index.upsert_batch(&users, &data).expect("insert");
     let all = index.ids();
     let q = &data[42 * DIM..43 * DIM];
     let brute = |keep: &dyn Fn(u64) -> bool, k: usize| -> Vec<u64> {
         let res = index.search(q, 5000, &exact()).expect("exact");
-        res.into_iter().filter(|n| keep(n.id)).take(k).map(|n| n.id).collect()
+        res.into_iter()
+            .filter(|n| keep(n.id))
+            .take(k)
+            .map(|n| n.id)
+            .collect()
     };
     // Very selective allow-list (served exactly), and a broad one (served by the graph).
     for share in [7usize, 40, 2] {
@@ -147,7 +190,10 @@ fn filters_match_brute_force_at_every_selectivity() {
         let got = ids(&index.search(q, 10, &opts).expect("search"));
         let want = brute(&|id| allow.contains(&id), 10);
         let overlap = got.iter().filter(|id| want.contains(id)).count();
-        assert!(got.iter().all(|id| allow.contains(id)), "1/{share}: result outside the allow-list");
+        assert!(
+            got.iter().all(|id| allow.contains(id)),
+            "1/{share}: result outside the allow-list"
+        );
         assert!(overlap >= 9, "1/{share}: {overlap}/10 of the exact answer");
     }
     let deny: HashSet<u64> = all.iter().copied().take(2500).collect();
@@ -176,16 +222,27 @@ fn filters_match_brute_force_at_every_selectivity() {
 fn bad_vectors_are_rejected_and_change_nothing() {
     let (index, _) = index_of(100, 5);
     let before = index.stats();
-    assert!(matches!(index.upsert(1, &[1.0; DIM - 1]), Err(Error::DimensionMismatch { expected: DIM, got, .. }) if got == DIM - 1));
+    assert!(
+        matches!(index.upsert(1, &[1.0; DIM - 1]), Err(Error::DimensionMismatch { expected: DIM, got, .. }) if got == DIM - 1)
+    );
     let mut v = vec![0.5f32; DIM];
     v[3] = f32::NAN;
-    assert!(matches!(index.upsert(1, &v), Err(Error::NonFinite { position: 3, .. })));
-    assert!(matches!(index.upsert(1, &[0.0; DIM]), Err(Error::ZeroVector { .. })));
+    assert!(matches!(
+        index.upsert(1, &v),
+        Err(Error::NonFinite { position: 3, .. })
+    ));
+    assert!(matches!(
+        index.upsert(1, &[0.0; DIM]),
+        Err(Error::ZeroVector { .. })
+    ));
     // One bad row fails the whole batch before anything is written.
     let mut batch = vec![0.1f32; 3 * DIM];
     batch[2 * DIM] = f32::INFINITY;
     assert!(index.upsert_batch(&[7, 8, 9], &batch).is_err());
-    assert!(index.upsert_batch(&[7, 8], &batch).is_err(), "rows and ids disagree");
+    assert!(
+        index.upsert_batch(&[7, 8], &batch).is_err(),
+        "rows and ids disagree"
+    );
     assert_eq!(index.stats(), before);
     assert!(!index.contains(7));
     assert!(index.search(&[1.0; DIM + 1], 3, &graph()).is_err());
@@ -195,9 +252,15 @@ fn bad_vectors_are_rejected_and_change_nothing() {
     cfg.max_connections = 1000;
     assert!(UserIndex::new(cfg).is_err());
     // k = 0 and an empty index answer with nothing.
-    assert!(index.search(&[1.0; DIM], 0, &graph()).expect("k=0").is_empty());
+    assert!(index
+        .search(&[1.0; DIM], 0, &graph())
+        .expect("k=0")
+        .is_empty());
     let empty = UserIndex::new(IndexConfig::new(4)).expect("config");
-    assert!(empty.search(&[1.0; 4], 3, &graph()).expect("empty").is_empty());
+    assert!(empty
+        .search(&[1.0; 4], 3, &graph())
+        .expect("empty")
+        .is_empty());
 }
 
 #[test]
@@ -211,7 +274,9 @@ fn concurrent_upserts_deletes_and_searches_stay_consistent() {
                 for i in 0..400u64 {
                     let row = (t * 400 + i) as usize;
                     let id = 1_000_000 + t * 1000 + i;
-                    index.upsert(id, &fresh[row * DIM..(row + 1) * DIM]).expect("upsert");
+                    index
+                        .upsert(id, &fresh[row * DIM..(row + 1) * DIM])
+                        .expect("upsert");
                     if i % 4 == 0 {
                         index.delete(id).expect("delete");
                     }
@@ -223,7 +288,9 @@ fn concurrent_upserts_deletes_and_searches_stay_consistent() {
             s.spawn(move || {
                 for i in 0..300 {
                     let row = (t * 300 + i) % 3000;
-                    let res = index.search(&data[row * DIM..(row + 1) * DIM], 10, &graph()).expect("search");
+                    let res = index
+                        .search(&data[row * DIM..(row + 1) * DIM], 10, &graph())
+                        .expect("search");
                     assert_eq!(res.len(), 10);
                 }
             });

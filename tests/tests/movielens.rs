@@ -3,9 +3,13 @@
 
 use std::collections::HashMap;
 
-use groupwise::data::{Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec, UserHistory};
+use groupwise::data::{
+    Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec, UserHistory,
+};
 use groupwise::index::recall_at_k;
-use groupwise::{Encoder, EncoderOptions, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
+use groupwise::{
+    Encoder, EncoderOptions, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex,
+};
 use groupwise_e2e::{model, movielens_dir};
 
 struct Ml {
@@ -16,19 +20,32 @@ struct Ml {
 
 fn movielens() -> Ml {
     let dir = movielens_dir();
-    let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens()).expect("interactions");
+    let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())
+        .expect("interactions");
     assert_eq!(log.len(), 100_000);
     assert_eq!(log.users.len(), 943);
     assert_eq!(log.items.len(), 1682);
-    let meta = ItemMetadata::load(dir.join("ml-100k.item"), &ItemMetadataSpec::movielens()).expect("items");
+    let meta = ItemMetadata::load(dir.join("ml-100k.item"), &ItemMetadataSpec::movielens())
+        .expect("items");
     assert_eq!(meta.len(), 1682);
     assert!(meta.category_names.iter().any(|g| g == "Drama"));
     let histories = log.histories();
-    assert!(histories.iter().all(|h| h.items.len() >= 20), "every MovieLens 100K user rated at least 20 movies");
-    assert!(histories.iter().all(|h| h.times.windows(2).all(|w| w[0] <= w[1])), "histories are time-ordered");
+    assert!(
+        histories.iter().all(|h| h.items.len() >= 20),
+        "every MovieLens 100K user rated at least 20 movies"
+    );
+    assert!(
+        histories
+            .iter()
+            .all(|h| h.times.windows(2).all(|w| w[0] <= w[1])),
+        "histories are time-ordered"
+    );
     let enc = Encoder::load(model("ml100k-seq.onnx"), &EncoderOptions::default()).expect("encoder");
     let out = enc.encode_histories(&histories, false).expect("encode");
-    assert_eq!(out.stats.unknown_items, 0, "the reference vocabulary covers MovieLens");
+    assert_eq!(
+        out.stats.unknown_items, 0,
+        "the reference vocabulary covers MovieLens"
+    );
     Ml {
         histories,
         meta,
@@ -56,13 +73,23 @@ fn embeddings_are_unit_vectors_and_both_encoders_agree() {
     // The bag-of-items model must give the same embedding for histories the
     // sequence model does not truncate (at most max_len = 200 items).
     let bag = Encoder::load(model("ml100k-bag.onnx"), &EncoderOptions::default()).expect("bag");
-    let short: Vec<usize> = (0..ml.histories.len()).filter(|&i| ml.histories[i].items.len() <= 200).collect();
-    assert!(short.len() > 700, "{} users with at most 200 ratings", short.len());
+    let short: Vec<usize> = (0..ml.histories.len())
+        .filter(|&i| ml.histories[i].items.len() <= 200)
+        .collect();
+    assert!(
+        short.len() > 700,
+        "{} users with at most 200 ratings",
+        short.len()
+    );
     let hs: Vec<UserHistory> = short.iter().map(|&i| ml.histories[i].clone()).collect();
     let b = bag.encode_histories(&hs, false).expect("bag encode");
     for (r, &i) in short.iter().enumerate() {
         let (x, y) = (b.row(r), &ml.embeddings[i * 64..(i + 1) * 64]);
-        let worst = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "user row {i}: {worst:e}");
     }
 }
@@ -75,7 +102,11 @@ fn nearest_users_share_genre_taste_far_more_than_random_users() {
     let index = UserIndex::new(cfg).expect("index");
     let ids: Vec<u64> = ml.histories.iter().map(|h| h.user).collect();
     index.upsert_batch(&ids, &ml.embeddings).expect("insert");
-    let profiles: HashMap<u64, Vec<f32>> = ml.histories.iter().map(|h| (h.user, genre_profile(h, &ml.meta))).collect();
+    let profiles: HashMap<u64, Vec<f32>> = ml
+        .histories
+        .iter()
+        .map(|h| (h.user, genre_profile(h, &ml.meta)))
+        .collect();
     let graph = SearchOptions {
         mode: SearchMode::Approximate,
         ..Default::default()
@@ -84,14 +115,24 @@ fn nearest_users_share_genre_taste_far_more_than_random_users() {
         mode: SearchMode::Exact,
         ..Default::default()
     };
-    let approx: Vec<Vec<Neighbor>> = ids.iter().map(|&u| index.neighbors(u, 10, &graph).expect("nn")).collect();
-    let truth: Vec<Vec<Neighbor>> = ids.iter().map(|&u| index.neighbors(u, 10, &exact).expect("nn")).collect();
+    let approx: Vec<Vec<Neighbor>> = ids
+        .iter()
+        .map(|&u| index.neighbors(u, 10, &graph).expect("nn"))
+        .collect();
+    let truth: Vec<Vec<Neighbor>> = ids
+        .iter()
+        .map(|&u| index.neighbors(u, 10, &exact).expect("nn"))
+        .collect();
     let recall = recall_at_k(&approx, &truth);
-    assert!(recall >= 0.95, "recall@10 on MovieLens embeddings = {recall:.4}");
+    assert!(
+        recall >= 0.95,
+        "recall@10 on MovieLens embeddings = {recall:.4}"
+    );
 
     // Genre-taste distance (1 - cosine of genre profiles): neighbours vs a
     // fixed-stride "random" partner. Measured: 0.056 vs 0.148 (2.6x closer).
-    let dist = |a: u64, b: u64| 1.0 - f64::from(groupwise::vector::dot(&profiles[&a], &profiles[&b]));
+    let dist =
+        |a: u64, b: u64| 1.0 - f64::from(groupwise::vector::dot(&profiles[&a], &profiles[&b]));
     let n = ids.len();
     let mut near = 0.0;
     let mut far = 0.0;
@@ -102,5 +143,8 @@ fn nearest_users_share_genre_taste_far_more_than_random_users() {
         }
     }
     let ratio = far / near;
-    assert!(ratio > 1.8, "neighbours are only {ratio:.2}x closer in genre taste than other users");
+    assert!(
+        ratio > 1.8,
+        "neighbours are only {ratio:.2}x closer in genre taste than other users"
+    );
 }

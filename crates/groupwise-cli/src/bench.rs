@@ -9,7 +9,9 @@ use groupwise::data::{Interactions, InteractionsSpec};
 use groupwise::encoder::InputKind;
 use groupwise::index::recall_at_k;
 use groupwise::io::read_npy;
-use groupwise::{Encoder, EncoderOptions, IndexConfig, SearchMode, SearchOptions, Sequence, UserIndex};
+use groupwise::{
+    Encoder, EncoderOptions, IndexConfig, SearchMode, SearchOptions, Sequence, UserIndex,
+};
 use serde_json::json;
 
 use crate::paths;
@@ -140,15 +142,24 @@ fn encode(a: &EncodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     std::fs::write(&a.inputs_out, serde_json::to_vec(&inputs)?)?;
 
-    let model_name = model.file_name().and_then(|s| s.to_str()).unwrap_or("model");
+    let model_name = model
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model");
     for &b in &a.batches {
         if b == 0 {
             continue;
         }
         // Pre-build every batch outside the timed loop, as the Python peer does.
         let batch_rows: Vec<usize> = (0..b).map(|i| i % rows.len()).collect();
-        let flat: Vec<f32> = batch_rows.iter().flat_map(|&i| bags[i].iter().copied()).collect();
-        let seqs: Vec<Sequence<'_>> = batch_rows.iter().map(|&i| Sequence::new(&rows[i])).collect();
+        let flat: Vec<f32> = batch_rows
+            .iter()
+            .flat_map(|&i| bags[i].iter().copied())
+            .collect();
+        let seqs: Vec<Sequence<'_>> = batch_rows
+            .iter()
+            .map(|&i| Sequence::new(&rows[i]))
+            .collect();
         let call = || -> groupwise::Result<usize> {
             let e = match c.kind {
                 InputKind::ItemSequence => encoder.encode_sequences(&seqs)?,
@@ -167,14 +178,11 @@ fn encode(a: &EncodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             calls += 1;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{}",
-            json!({
+        emit(&json!({
                 "bench": "encode", "impl": "groupwise", "model": model_name, "batch": b,
                 "threads": a.threads, "rows_per_s": done as f64 / secs,
                 "ms_per_batch": secs * 1e3 / calls as f64,
-            })
-        );
+        }))?;
     }
     Ok(())
 }
@@ -185,7 +193,9 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     if qdim != dim {
         return Err(format!("queries are {qdim}-d, vectors {dim}-d").into());
     }
-    let build_pool = rayon::ThreadPoolBuilder::new().num_threads(a.build_threads).build()?;
+    let build_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.build_threads)
+        .build()?;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let mut config = IndexConfig::new(dim);
     config.max_connections = a.m;
@@ -208,20 +218,40 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
             "qps": qps, "query_threads": 1,
         })
     };
-    println!("{}", row("groupwise-exact", 0, 1.0, nq as f64 / exact_s));
+    emit(&row("groupwise-exact", 0, 1.0, nq as f64 / exact_s))?;
     for &ef in &a.efs {
         let opts = SearchOptions {
             ef: Some(ef),
             mode: SearchMode::Approximate,
             ..Default::default()
         };
+        // One query at a time on this thread, repeated for at least half a
+        // second (as bench/peers_index.py does) so short runs are not noise.
         let t = Instant::now();
-        let approx: Vec<Vec<groupwise::Neighbor>> = queries
-            .chunks(dim)
-            .map(|q| index.search(q, a.k, &opts))
-            .collect::<groupwise::Result<_>>()?;
+        let mut passes = 0usize;
+        let mut approx = Vec::new();
+        while passes == 0 || t.elapsed().as_secs_f64() < 0.5 {
+            approx = queries
+                .chunks(dim)
+                .map(|q| index.search(q, a.k, &opts))
+                .collect::<groupwise::Result<Vec<_>>>()?;
+            passes += 1;
+        }
         let secs = t.elapsed().as_secs_f64();
-        println!("{}", row("groupwise", ef, recall_at_k(&approx, &truth), nq as f64 / secs));
+        emit(&row(
+            "groupwise",
+            ef,
+            recall_at_k(&approx, &truth),
+            (nq * passes) as f64 / secs,
+        ))?;
     }
     Ok(())
+}
+
+/// Prints one JSON line; a closed pipe (`| head`) is an error, not a panic.
+fn emit(v: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}")?;
+    out.flush()
 }

@@ -9,9 +9,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use groupwise::data::{Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec, UserHistory};
+use groupwise::data::{
+    Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec, UserHistory,
+};
 use groupwise::index::recall_at_k;
-use groupwise::{Encoder, EncoderOptions, IndexConfig, Neighbor, RuntimeConfig, SearchMode, SearchOptions, UserIndex};
+use groupwise::{
+    Encoder, EncoderOptions, IndexConfig, Neighbor, RuntimeConfig, SearchMode, SearchOptions,
+    UserIndex,
+};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
@@ -87,7 +92,9 @@ fn demographics(dir: &std::path::Path) -> HashMap<String, String> {
         return out;
     };
     for rec in r.records().flatten() {
-        if let (Some(u), Some(a), Some(g), Some(o)) = (rec.get(0), rec.get(1), rec.get(2), rec.get(3)) {
+        if let (Some(u), Some(a), Some(g), Some(o)) =
+            (rec.get(0), rec.get(1), rec.get(2), rec.get(3))
+        {
             out.insert(u.to_string(), format!("{a} {g} {o}"));
         }
     }
@@ -128,7 +135,8 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         encoder.contract().kind,
         encoder.dim(),
         encoder.contract().vocab_len(),
-        groupwise::runtime::loaded_library().map_or_else(|| "?".into(), |p| p.display().to_string())
+        groupwise::runtime::loaded_library()
+            .map_or_else(|| "?".into(), |p| p.display().to_string())
     );
     let t = Instant::now();
     let pb = progress::bar(histories.len() as u64, "encoding");
@@ -164,7 +172,10 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 3. Neighbours with the genres they share.
-    let profiles: HashMap<u64, Vec<f32>> = histories.iter().map(|h| (h.user, genre_profile(h, &meta))).collect();
+    let profiles: HashMap<u64, Vec<f32>> = histories
+        .iter()
+        .map(|h| (h.user, genre_profile(h, &meta)))
+        .collect();
     let name = |u: u64| log.users.name(u).unwrap_or("?").to_string();
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     let shown: Vec<&UserHistory> = histories.choose_multiple(&mut rng, a.show).collect();
@@ -185,7 +196,10 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             h.items.len(),
             tops.join(", ")
         );
-        let mine: Vec<String> = top_genres(p, &meta, 3).into_iter().map(|(g, _)| g).collect();
+        let mine: Vec<String> = top_genres(p, &meta, 3)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
         for (rank, n) in index.neighbors(h.user, a.k, &graph)?.iter().enumerate() {
             let q = &profiles[&n.id];
             let shared: Vec<String> = top_genres(q, &meta, 3)

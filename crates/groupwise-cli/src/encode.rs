@@ -1,6 +1,6 @@
 //! `groupwise encode`: interaction log (or feature rows) → embeddings file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use groupwise::data::{Interactions, InteractionsSpec};
 use groupwise::io::EmbeddingTable;
@@ -15,9 +15,18 @@ pub struct Args {
     /// Encoder model (default: models/ml100k-seq.onnx of this checkout).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Interactions file (CSV/TSV with a header).
+    /// Interactions file (CSV/TSV with a header), for item-sequence models and
+    /// `item_bag` features models.
+    #[arg(
+        long,
+        required_unless_present = "features",
+        conflicts_with = "features"
+    )]
+    pub interactions: Option<PathBuf>,
+    /// Dense feature rows (CSV/TSV with a header: the `--user-col` column, then
+    /// exactly the model's F numeric columns), for features models.
     #[arg(long)]
-    pub interactions: PathBuf,
+    pub features: Option<PathBuf>,
     /// User id column.
     #[arg(long, default_value = "user_id")]
     pub user_col: String,
@@ -53,15 +62,6 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .delimiter
         .map(|c| u8::try_from(c).map_err(|_| format!("delimiter {c:?} is not a single byte")))
         .transpose()?;
-    let spec = InteractionsSpec {
-        user_col: a.user_col.clone(),
-        item_col: a.item_col.clone(),
-        weight_col: a.weight_col.clone(),
-        time_col: a.time_col.clone(),
-        delimiter,
-    };
-    let log = Interactions::load(&a.interactions, &spec)?;
-    let histories = log.histories();
     let encoder = Encoder::load(
         &model,
         &EncoderOptions {
@@ -72,6 +72,22 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
+    let Some(interactions) = &a.interactions else {
+        let path = a
+            .features
+            .as_deref()
+            .ok_or("pass --interactions or --features")?;
+        return encode_features(&encoder, path, &a.user_col, delimiter, &a.out);
+    };
+    let spec = InteractionsSpec {
+        user_col: a.user_col.clone(),
+        item_col: a.item_col.clone(),
+        weight_col: a.weight_col.clone(),
+        time_col: a.time_col.clone(),
+        delimiter,
+    };
+    let log = Interactions::load(interactions, &spec)?;
+    let histories = log.histories();
     let pb = progress::bar(histories.len() as u64, "encoding");
     let mut data = Vec::with_capacity(histories.len() * encoder.dim());
     let mut unknown = 0;
@@ -100,6 +116,70 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         model.display(),
         a.out.display(),
         encoder.dim()
+    );
+    Ok(())
+}
+
+/// Reads `id, f1, ..., fF` rows and encodes them with a features model.
+fn encode_features(
+    encoder: &Encoder,
+    path: &Path,
+    id_col: &str,
+    delimiter: Option<u8>,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let f = encoder
+        .contract()
+        .feature_dim
+        .ok_or("this model takes item sequences; pass --interactions")?;
+    let delimiter = delimiter.unwrap_or(if path.extension().is_some_and(|e| e == "tsv") {
+        b'\t'
+    } else {
+        b','
+    });
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_path(path)?;
+    let header = reader.headers()?.clone();
+    let id_at = header
+        .iter()
+        .position(|h| h == id_col || h.split(':').next() == Some(id_col))
+        .ok_or_else(|| format!("{}: no column `{id_col}`", path.display()))?;
+    if header.len() != f + 1 {
+        return Err(format!(
+            "{}: {} feature columns, the model takes {f}",
+            path.display(),
+            header.len().saturating_sub(1)
+        )
+        .into());
+    }
+    let (mut ids, mut rows) = (Vec::new(), Vec::new());
+    for rec in reader.records() {
+        let rec = rec?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        for (i, v) in rec.iter().enumerate() {
+            if i == id_at {
+                ids.push(v.to_string());
+            } else {
+                rows.push(
+                    v.trim()
+                        .parse::<f32>()
+                        .map_err(|_| format!("{}:{line}: {v:?} is not a number", path.display()))?,
+                );
+            }
+        }
+    }
+    let enc = encoder.encode_features(&rows)?;
+    EmbeddingTable {
+        ids,
+        data: enc.embeddings,
+        dim: encoder.dim(),
+    }
+    .save(out)?;
+    eprintln!(
+        "encoded {} feature rows -> {}",
+        enc.stats.rows,
+        out.display()
     );
     Ok(())
 }

@@ -31,7 +31,11 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let id = groupwise::data::ids::stable_id(&a.user);
     let opts = SearchOptions {
         ef: a.ef,
-        mode: if a.exact { SearchMode::Exact } else { SearchMode::Auto },
+        mode: if a.exact {
+            SearchMode::Exact
+        } else {
+            SearchMode::Auto
+        },
         ..Default::default()
     };
     let names: std::collections::HashMap<u64, &str> = table
@@ -41,17 +45,36 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!("rank\tuser\tsimilarity");
     for (rank, n) in index.neighbors(id, a.k, &opts)?.iter().enumerate() {
-        println!("{}\t{}\t{:.4}", rank + 1, names.get(&n.id).copied().unwrap_or("?"), n.similarity);
+        println!(
+            "{}\t{}\t{:.4}",
+            rank + 1,
+            names.get(&n.id).copied().unwrap_or("?"),
+            n.similarity
+        );
     }
     Ok(())
 }
 
-/// An index over every row of an embeddings table (ids mapped with the stable rule).
+/// An index over every row of an embeddings table (ids mapped with the stable
+/// rule), built in chunks behind a progress bar.
 pub fn load_index(table: &EmbeddingTable) -> groupwise::Result<UserIndex> {
+    const CHUNK: usize = 10_000;
     let mut config = IndexConfig::new(table.dim);
     config.capacity_hint = table.ids.len();
     let index = UserIndex::new(config)?;
-    let ids: Vec<u64> = table.ids.iter().map(|s| groupwise::data::ids::stable_id(s)).collect();
-    index.upsert_batch(&ids, &table.data)?;
+    let ids: Vec<u64> = table
+        .ids
+        .iter()
+        .map(|s| groupwise::data::ids::stable_id(s))
+        .collect();
+    let pb = crate::progress::bar(ids.len() as u64, "indexing");
+    for (chunk, rows) in ids
+        .chunks(CHUNK)
+        .zip(table.data.chunks(CHUNK * table.dim.max(1)))
+    {
+        index.upsert_batch(chunk, rows)?;
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
     Ok(index)
 }

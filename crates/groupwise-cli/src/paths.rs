@@ -10,7 +10,10 @@ pub fn find_up(rel: &Path) -> Option<PathBuf> {
     if let Ok(cwd) = std::env::current_dir() {
         roots.push(cwd);
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         roots.push(dir);
     }
     roots
@@ -39,6 +42,7 @@ pub fn movielens_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// A committed model under models/, found upwards.
 pub fn model(name: &str) -> Result<PathBuf, String> {
-    find_up(&Path::new("models").join(name))
-        .ok_or_else(|| format!("models/{name} not found; run from a groupwise checkout or pass --model"))
+    find_up(&Path::new("models").join(name)).ok_or_else(|| {
+        format!("models/{name} not found; run from a groupwise checkout or pass --model")
+    })
 }

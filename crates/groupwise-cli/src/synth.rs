@@ -40,9 +40,16 @@ pub struct Args {
 }
 
 /// `n` unit vectors from the mixture, row-major.
-pub fn clustered(n: usize, dim: usize, centres: &[f32], spread: f32, rng: &mut impl Rng) -> Vec<f32> {
+pub fn clustered(
+    n: usize,
+    dim: usize,
+    centres: &[f32],
+    spread: f32,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     let k = centres.len() / dim;
-    let noise = Normal::new(0.0f32, spread).unwrap_or_else(|_| Normal::new(0.0, 1.0).expect("valid"));
+    let noise =
+        Normal::new(0.0f32, spread).unwrap_or_else(|_| Normal::new(0.0, 1.0).expect("valid"));
     let mut out = Vec::with_capacity(n * dim);
     for _ in 0..n {
         let c = rng.random_range(0..k);
@@ -50,7 +57,12 @@ pub fn clustered(n: usize, dim: usize, centres: &[f32], spread: f32, rng: &mut i
         for d in 0..dim {
             out.push(centres[c * dim + d] + noise.sample(rng));
         }
-        let norm = out[start..].iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        let norm = out[start..]
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(1e-12);
         for x in &mut out[start..] {
             *x /= norm;
         }

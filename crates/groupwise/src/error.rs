@@ -112,9 +112,7 @@ pub enum Error {
     },
 
     /// Two different string ids hash to the same numeric id.
-    #[error(
-        "ids {first:?} and {second:?} both map to numeric id {id}; rename one of them"
-    )]
+    #[error("ids {first:?} and {second:?} both map to numeric id {id}; rename one of them")]
     IdCollision {
         /// The first string id.
         first: String,

@@ -29,9 +29,13 @@ pub fn ids_path(npy: &Path) -> PathBuf {
 /// Writes a float32 matrix as `.npy` (version 1.0 header).
 pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
     if data.len() != rows * cols {
-        return Err(Error::invalid("data", format!("{} values for a {rows}x{cols} matrix", data.len())));
+        return Err(Error::invalid(
+            "data",
+            format!("{} values for a {rows}x{cols} matrix", data.len()),
+        ));
     }
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + header length (2) + header + newline, padded to 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
@@ -45,7 +49,9 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    w.write_all(&bytes).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))
+    w.write_all(&bytes)
+        .and_then(|_| w.flush())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Reads a 2-D float32 little-endian C-order `.npy` file: `(data, rows, cols)`.
@@ -75,10 +81,14 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or_else(|| bad("truncated .npy header"))?;
     if !header.contains("'descr': '<f4'") {
-        return Err(bad("only float32 little-endian ('<f4') arrays are supported"));
+        return Err(bad(
+            "only float32 little-endian ('<f4') arrays are supported",
+        ));
     }
     if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+        return Err(bad(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray",
+        ));
     }
     let shape = header
         .split("'shape': (")
@@ -89,7 +99,10 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape in the .npy header")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad("bad shape in the .npy header"))
+        })
         .collect::<Result<_>>()?;
     let (rows, cols) = match dims.as_slice() {
         [r, c] => (*r, *c),
@@ -97,7 +110,9 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     };
     let body = &bytes[start + hlen..];
     if body.len() != rows * cols * 4 {
-        return Err(bad("the data size does not match the shape (truncated file?)"));
+        return Err(bad(
+            "the data size does not match the shape (truncated file?)",
+        ));
     }
     let data = body
         .chunks_exact(4)
@@ -121,7 +136,11 @@ impl EmbeddingTable {
         let (data, rows, dim) = read_npy(path)?;
         let ids_file = ids_path(path);
         let text = std::fs::read_to_string(&ids_file).map_err(|e| Error::io(&ids_file, e))?;
-        let ids: Vec<String> = text.lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+        let ids: Vec<String> = text
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
         if ids.len() != rows {
             return Err(Error::Parse {
                 path: ids_file,

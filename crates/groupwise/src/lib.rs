@@ -13,6 +13,30 @@
 //!   delete, filters and batch search.
 //! * [`data`]: loaders for interaction logs and item metadata.
 //! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
+//!
+//! ```no_run
+//! use groupwise::data::{Interactions, InteractionsSpec};
+//! use groupwise::{Encoder, EncoderOptions, IndexConfig, SearchOptions, UserIndex};
+//!
+//! # fn main() -> groupwise::Result<()> {
+//! let log = Interactions::load("logs.csv", &InteractionsSpec {
+//!     user_col: "uid".into(),
+//!     item_col: "sku".into(),
+//!     time_col: Some("ts".into()),
+//!     ..Default::default()
+//! })?;
+//! let histories = log.histories(); // time-ordered, one per user
+//! let encoder = Encoder::load("models/ml100k-seq.onnx", &EncoderOptions::default())?;
+//! let embedded = encoder.encode_histories(&histories, false)?;
+//!
+//! let index = UserIndex::new(IndexConfig::new(encoder.dim()))?;
+//! let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
+//! index.upsert_batch(&ids, &embedded.embeddings)?;
+//! let similar = index.neighbors(ids[0], 10, &SearchOptions::default())?;
+//! # let _ = similar;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod data;
 pub mod encoder;
@@ -22,7 +46,9 @@ pub mod io;
 pub mod runtime;
 pub mod vector;
 
-pub use encoder::{EncodeStats, Encoded, Encoder, EncoderOptions, InputKind, ModelContract, Sequence};
+pub use encoder::{
+    EncodeStats, Encoded, Encoder, EncoderOptions, InputKind, ModelContract, Sequence,
+};
 pub use error::{Error, Result};
 pub use index::{Filter, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
 pub use runtime::RuntimeConfig;

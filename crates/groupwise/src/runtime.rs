@@ -83,7 +83,10 @@ fn default_candidates() -> Vec<PathBuf> {
     if let Ok(cwd) = std::env::current_dir() {
         roots.push(cwd);
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         roots.push(dir);
     }
     for root in roots {
@@ -115,7 +118,10 @@ pub fn environment(config: &RuntimeConfig) -> Result<&'static Environment> {
         .with_telemetry(false)
         .build()
         .map_err(|e| Error::RuntimeUnavailable {
-            reason: format!("could not create the environment from {}: {e}", path.display()),
+            reason: format!(
+                "could not create the environment from {}: {e}",
+                path.display()
+            ),
         })?;
     Ok(&LOADED.get_or_init(|| Loaded { env, path }).env)
 }

@@ -62,13 +62,24 @@ pub fn norm(a: &[f32]) -> f32 {
 
 /// Checks that every value is finite.
 pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
-    match values.iter().position(|v| !v.is_finite()) {
-        Some(position) => Err(Error::NonFinite {
-            what: what.to_string(),
-            position,
-        }),
-        None => Ok(()),
+    // Branch-free scan of blocks (vectorises), then locate the culprit only
+    // when there is one: inputs of millions of features stay cheap to check.
+    const EXP: u32 = 0x7f80_0000;
+    let all_finite = |block: &[f32]| {
+        block
+            .iter()
+            .fold(true, |ok, v| ok & (v.to_bits() & EXP != EXP))
+    };
+    for (b, block) in values.chunks(256).enumerate() {
+        if !all_finite(block) {
+            let position = b * 256 + block.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(Error::NonFinite {
+                what: what.to_string(),
+                position,
+            });
+        }
     }
+    Ok(())
 }
 
 /// Checks dimension and finiteness and returns a unit-length copy.
@@ -82,7 +93,11 @@ pub fn normalized(what: &str, v: &[f32], dim: usize) -> Result<Vec<f32>> {
     }
     check_finite(what, v)?;
     // Accumulate in f64 so that tiny or huge inputs normalise accurately.
-    let n = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let n = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
     if n == 0.0 || !n.is_finite() {
         return Err(Error::ZeroVector {
             what: what.to_string(),
@@ -102,8 +117,28 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
             assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-5, "n={n}");
-            assert!((f64::from(dot_portable(&a, &b)) - naive).abs() < 1e-5, "n={n}");
+            assert!(
+                (f64::from(dot_portable(&a, &b)) - naive).abs() < 1e-5,
+                "n={n}"
+            );
         }
+    }
+
+    #[test]
+    fn check_finite_finds_the_first_bad_value() {
+        let mut v = vec![1.0f32; 1000];
+        assert!(check_finite("v", &v).is_ok());
+        for (pos, bad) in [
+            (999, f32::NAN),
+            (300, f32::INFINITY),
+            (0, f32::NEG_INFINITY),
+        ] {
+            v[pos] = bad;
+            assert!(
+                matches!(check_finite("v", &v), Err(Error::NonFinite { position, .. }) if position == pos)
+            );
+        }
+        assert!(check_finite("v", &[f32::MAX, f32::MIN, f32::MIN_POSITIVE, -0.0]).is_ok());
     }
 
     #[test]
@@ -112,13 +147,20 @@ mod tests {
         assert!((v[0] - 0.6).abs() < 1e-7 && (v[1] - 0.8).abs() < 1e-7);
         assert!(matches!(
             normalized("v", &[1.0], 2),
-            Err(Error::DimensionMismatch { expected: 2, got: 1, .. })
+            Err(Error::DimensionMismatch {
+                expected: 2,
+                got: 1,
+                ..
+            })
         ));
         assert!(matches!(
             normalized("v", &[1.0, f32::NAN], 2),
             Err(Error::NonFinite { position: 1, .. })
         ));
-        assert!(matches!(normalized("v", &[0.0, 0.0], 2), Err(Error::ZeroVector { .. })));
+        assert!(matches!(
+            normalized("v", &[0.0, 0.0], 2),
+            Err(Error::ZeroVector { .. })
+        ));
         // Tiny values still normalise (f64 accumulation).
         let t = normalized("v", &[1e-30, 1e-30], 2).expect("tiny");
         assert!((norm(&t) - 1.0).abs() < 1e-6);

@@ -116,14 +116,20 @@ impl Interactions {
                 return Err(table.row_error(line, "empty user or item id"));
             }
             let weight = match weight_col {
-                Some(c) => parse_finite(field(c))
-                    .ok_or_else(|| table.row_error(line, format!("weight {:?} is not a finite number", field(c))))?
-                    as f32,
+                Some(c) => parse_finite(field(c)).ok_or_else(|| {
+                    table.row_error(
+                        line,
+                        format!("weight {:?} is not a finite number", field(c)),
+                    )
+                })? as f32,
                 None => 1.0,
             };
             let time = match time_col {
                 Some(c) => parse_finite(field(c)).ok_or_else(|| {
-                    table.row_error(line, format!("timestamp {:?} is not a finite number", field(c)))
+                    table.row_error(
+                        line,
+                        format!("timestamp {:?} is not a finite number", field(c)),
+                    )
                 })?,
                 None => out.rows.len() as f64,
             };
@@ -231,7 +237,9 @@ mod tests {
                 ..Default::default()
             };
             match Interactions::load(&p, &spec) {
-                Err(Error::Parse { line: l, problem, .. }) => {
+                Err(Error::Parse {
+                    line: l, problem, ..
+                }) => {
                     assert_eq!(l, line, "{text:?}: {problem}");
                     assert!(problem.contains(needle), "{problem}");
                 }

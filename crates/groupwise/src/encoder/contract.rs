@@ -9,12 +9,15 @@
 //! (item ids used as model indices, padding 0), and a float32 `[batch, D]`
 //! output with static `D`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
+use rustc_hash::FxHashMap;
+
+use super::vocab::Vocab;
 use crate::data::ids::stable_id;
 use crate::error::{Error, Result};
 
@@ -70,7 +73,7 @@ pub struct ModelContract {
     pub fixed_len: bool,
     /// External item id (stable u64) → model index; `None` means item ids are
     /// model indices already.
-    pub vocab: Option<HashMap<u64, i64>>,
+    pub(crate) vocab: Option<Vocab>,
     /// Every `groupwise.*` (and other custom) metadata entry, as found.
     pub metadata: BTreeMap<String, String>,
 }
@@ -100,12 +103,20 @@ impl ModelContract {
         let get = |k: &str| metadata.get(&format!("{PREFIX}{k}")).map(String::as_str);
         let parse_usize = |k: &str| -> Result<Option<usize>> {
             get(k)
-                .map(|v| v.trim().parse::<usize>().map_err(|_| bad(format!("{PREFIX}{k} = {v:?} is not a non-negative integer"))))
+                .map(|v| {
+                    v.trim().parse::<usize>().map_err(|_| {
+                        bad(format!("{PREFIX}{k} = {v:?} is not a non-negative integer"))
+                    })
+                })
                 .transpose()
         };
         let parse_i64 = |k: &str| -> Result<Option<i64>> {
             get(k)
-                .map(|v| v.trim().parse::<i64>().map_err(|_| bad(format!("{PREFIX}{k} = {v:?} is not an integer"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<i64>()
+                        .map_err(|_| bad(format!("{PREFIX}{k} = {v:?} is not an integer")))
+                })
                 .transpose()
         };
 
@@ -120,12 +131,18 @@ impl ModelContract {
         let inputs: Vec<(String, TensorElementType, Vec<i64>)> = session
             .inputs()
             .iter()
-            .map(|o| tensor_info(o.name(), o.dtype()).ok_or_else(|| bad(format!("input `{}` is not a tensor", o.name()))))
+            .map(|o| {
+                tensor_info(o.name(), o.dtype())
+                    .ok_or_else(|| bad(format!("input `{}` is not a tensor", o.name())))
+            })
             .collect::<Result<_>>()?;
         let outputs: Vec<(String, TensorElementType, Vec<i64>)> = session
             .outputs()
             .iter()
-            .map(|o| tensor_info(o.name(), o.dtype()).ok_or_else(|| bad(format!("output `{}` is not a tensor", o.name()))))
+            .map(|o| {
+                tensor_info(o.name(), o.dtype())
+                    .ok_or_else(|| bad(format!("output `{}` is not a tensor", o.name())))
+            })
             .collect::<Result<_>>()?;
         let find_input = |name: &str| inputs.iter().find(|(n, ..)| n == name);
 
@@ -157,10 +174,13 @@ impl ModelContract {
                 .map(|o| o.0.clone())
                 .ok_or_else(|| bad("the model has no output".into()))?,
         };
-        let (_, out_ty, out_shape) = outputs
-            .iter()
-            .find(|(n, ..)| *n == output)
-            .ok_or_else(|| bad(format!("no output named `{output}` (outputs: {})", describe(&outputs))))?;
+        let (_, out_ty, out_shape) =
+            outputs.iter().find(|(n, ..)| *n == output).ok_or_else(|| {
+                bad(format!(
+                    "no output named `{output}` (outputs: {})",
+                    describe(&outputs)
+                ))
+            })?;
         if *out_ty != TensorElementType::Float32 || out_shape.len() != 2 {
             return Err(bad(format!(
                 "output `{output}` is {out_ty:?} {out_shape:?}; expected float32 [batch, D]"
@@ -228,25 +248,38 @@ impl ModelContract {
                     .or_else(|| single_of(&inputs, TensorElementType::Float32))
                     .or_else(|| only(&inputs))
                     .ok_or_else(|| bad(format!("set {PREFIX}input.features: cannot tell which input takes the features")))?;
-                let (_, ty, shape) = find_input(&name)
-                    .ok_or_else(|| bad(format!("no input named `{name}` (inputs: {})", describe(&inputs))))?;
+                let (_, ty, shape) = find_input(&name).ok_or_else(|| {
+                    bad(format!(
+                        "no input named `{name}` (inputs: {})",
+                        describe(&inputs)
+                    ))
+                })?;
                 if *ty != TensorElementType::Float32 || shape.len() != 2 {
-                    return Err(bad(format!("input `{name}` is {ty:?} {shape:?}; expected float32 [batch, F]")));
+                    return Err(bad(format!(
+                        "input `{name}` is {ty:?} {shape:?}; expected float32 [batch, F]"
+                    )));
                 }
                 let dim = match (parse_usize("feature_dim")?, shape[1]) {
                     (Some(f), s) if s > 0 && s as usize != f => {
-                        return Err(bad(format!("{PREFIX}feature_dim = {f} but input `{name}` has static width {s}")))
+                        return Err(bad(format!(
+                            "{PREFIX}feature_dim = {f} but input `{name}` has static width {s}"
+                        )))
                     }
                     (Some(f), _) => f,
                     (None, s) if s > 0 => s as usize,
                     (None, _) => {
-                        return Err(bad(format!("input `{name}` has a dynamic width; set {PREFIX}feature_dim")))
+                        return Err(bad(format!(
+                            "input `{name}` has a dynamic width; set {PREFIX}feature_dim"
+                        )))
                     }
                 };
                 contract.features_input = Some(name);
                 contract.feature_dim = Some(dim);
                 if inputs.len() != 1 {
-                    return Err(bad(format!("a features model takes exactly one input; this one has {}", describe(&inputs))));
+                    return Err(bad(format!(
+                        "a features model takes exactly one input; this one has {}",
+                        describe(&inputs)
+                    )));
                 }
             }
             InputKind::ItemSequence => {
@@ -255,17 +288,29 @@ impl ModelContract {
                     .or_else(|| find_input("item_ids").map(|i| i.0.clone()))
                     .or_else(|| single_of(&inputs, TensorElementType::Int64))
                     .or_else(|| only(&inputs))
-                    .ok_or_else(|| bad(format!("set {PREFIX}input.ids: cannot tell which input takes the item ids")))?;
-                let check = |name: &str, want: TensorElementType, rank: usize, what: &str| -> Result<()> {
-                    let (_, ty, shape) = find_input(name)
-                        .ok_or_else(|| bad(format!("no input named `{name}` (inputs: {})", describe(&inputs))))?;
-                    if *ty != want || shape.len() != rank {
-                        return Err(bad(format!("input `{name}` is {ty:?} {shape:?}; expected {what}")));
-                    }
-                    Ok(())
-                };
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "set {PREFIX}input.ids: cannot tell which input takes the item ids"
+                        ))
+                    })?;
+                let check =
+                    |name: &str, want: TensorElementType, rank: usize, what: &str| -> Result<()> {
+                        let (_, ty, shape) = find_input(name).ok_or_else(|| {
+                            bad(format!(
+                                "no input named `{name}` (inputs: {})",
+                                describe(&inputs)
+                            ))
+                        })?;
+                        if *ty != want || shape.len() != rank {
+                            return Err(bad(format!(
+                                "input `{name}` is {ty:?} {shape:?}; expected {what}"
+                            )));
+                        }
+                        Ok(())
+                    };
                 check(&name, TensorElementType::Int64, 2, "int64 [batch, L]")?;
-                let (_, _, shape) = find_input(&name).ok_or_else(|| bad(format!("no input `{name}`")))?;
+                let (_, _, shape) =
+                    find_input(&name).ok_or_else(|| bad(format!("no input `{name}`")))?;
                 if shape[1] > 0 {
                     // A model with a fixed sequence length takes exactly that length.
                     contract.max_len = Some(shape[1] as usize);
@@ -280,12 +325,18 @@ impl ModelContract {
                     check(l, TensorElementType::Int64, 1, "int64 [batch]")?;
                     contract.lengths_input = Some(l.to_string());
                 }
-                let known: Vec<&str> = [&contract.ids_input, &contract.weights_input, &contract.lengths_input]
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .collect();
-                if let Some((extra, ..)) = inputs.iter().find(|(n, ..)| !known.contains(&n.as_str())) {
+                let known: Vec<&str> = [
+                    &contract.ids_input,
+                    &contract.weights_input,
+                    &contract.lengths_input,
+                ]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+                if let Some((extra, ..)) =
+                    inputs.iter().find(|(n, ..)| !known.contains(&n.as_str()))
+                {
                     return Err(bad(format!(
                         "input `{extra}` is not described by the metadata (set {PREFIX}input.weights or {PREFIX}input.lengths)"
                     )));
@@ -304,46 +355,60 @@ impl ModelContract {
         };
         if let Some(text) = vocab_text {
             let offset = parse_i64("vocab_offset")?.unwrap_or(0);
-            let mut vocab = HashMap::new();
-            for (i, raw) in text.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+            let mut vocab = FxHashMap::default();
+            for (i, raw) in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .enumerate()
+            {
                 let index = offset + i as i64;
                 if vocab.insert(stable_id(raw), index).is_some() {
                     return Err(bad(format!("item {raw:?} appears twice in the vocabulary")));
                 }
             }
             if let Some(fd) = contract.feature_dim {
-                if kind == InputKind::Features && vocab.values().any(|&i| i < 0 || i as usize >= fd) {
-                    return Err(bad("a vocabulary index falls outside the feature width".into()));
+                if kind == InputKind::Features && vocab.values().any(|&i| i < 0 || i as usize >= fd)
+                {
+                    return Err(bad(
+                        "a vocabulary index falls outside the feature width".into()
+                    ));
                 }
             }
-            contract.vocab = Some(vocab);
+            contract.vocab = Some(Vocab::from_pairs(vocab));
         }
         contract.metadata = metadata;
         Ok(contract)
     }
 
     /// Model index of an external item id, or `None` if the item is unknown.
+    #[inline]
     pub fn item_index(&self, item: u64) -> Option<i64> {
         match &self.vocab {
-            Some(v) => v.get(&item).copied(),
+            Some(v) => v.get(item),
             None => i64::try_from(item).ok(),
         }
     }
 
     /// Number of items the vocabulary knows (0 without a vocabulary).
     pub fn vocab_len(&self) -> usize {
-        self.vocab.as_ref().map_or(0, HashMap::len)
+        self.vocab.as_ref().map_or(0, Vocab::len)
     }
 }
 
 fn tensor_info(name: &str, dtype: &ValueType) -> Option<(String, TensorElementType, Vec<i64>)> {
     match dtype {
-        ValueType::Tensor { ty, shape, .. } => Some((name.to_string(), *ty, shape.iter().copied().collect())),
+        ValueType::Tensor { ty, shape, .. } => {
+            Some((name.to_string(), *ty, shape.iter().copied().collect()))
+        }
         _ => None,
     }
 }
 
-fn single_of(inputs: &[(String, TensorElementType, Vec<i64>)], ty: TensorElementType) -> Option<String> {
+fn single_of(
+    inputs: &[(String, TensorElementType, Vec<i64>)],
+    ty: TensorElementType,
+) -> Option<String> {
     let mut it = inputs.iter().filter(|(_, t, _)| *t == ty);
     match (it.next(), it.next()) {
         (Some((n, ..)), None) => Some(n.clone()),

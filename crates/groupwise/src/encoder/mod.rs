@@ -26,13 +26,14 @@
 
 mod contract;
 mod pool;
+mod vocab;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor;
+use ort::value::{Tensor, TensorRef};
 use rayon::prelude::*;
 
 pub use contract::{InputKind, ModelContract, Truncation};
@@ -81,7 +82,10 @@ pub struct Sequence<'a> {
 impl<'a> Sequence<'a> {
     /// A sequence without weights.
     pub fn new(items: &'a [u64]) -> Self {
-        Sequence { items, weights: None }
+        Sequence {
+            items,
+            weights: None,
+        }
     }
 
     /// A sequence with weights.
@@ -165,7 +169,10 @@ impl Encoder {
             return Err(Error::invalid("batch_size", "must be at least 1"));
         }
         if options.sessions == 0 || options.intra_op_threads == 0 {
-            return Err(Error::invalid("sessions", "sessions and intra_op_threads must be at least 1"));
+            return Err(Error::invalid(
+                "sessions",
+                "sessions and intra_op_threads must be at least 1",
+            ));
         }
         if !path.is_file() {
             return Err(Error::io(
@@ -178,8 +185,14 @@ impl Encoder {
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
             let session = Session::builder(env)
-                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
-                .and_then(|b| b.with_intra_threads(options.intra_op_threads).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_optimization_level(GraphOptimizationLevel::All)
+                        .map_err(Into::into)
+                })
+                .and_then(|b| {
+                    b.with_intra_threads(options.intra_op_threads)
+                        .map_err(Into::into)
+                })
                 .and_then(|mut b| b.commit_from_memory(&bytes))
                 .map_err(|e| Error::onnx(format!("loading {}", path.display()), e))?;
             sessions.push(session);
@@ -223,7 +236,8 @@ impl Encoder {
 
     fn record(&self, s: &EncodeStats) {
         self.rows.fetch_add(s.rows, Ordering::Relaxed);
-        self.unknown_items.fetch_add(s.unknown_items, Ordering::Relaxed);
+        self.unknown_items
+            .fetch_add(s.unknown_items, Ordering::Relaxed);
         self.truncated.fetch_add(s.truncated, Ordering::Relaxed);
     }
 
@@ -248,15 +262,21 @@ impl Encoder {
         check_finite(&format!("input `{name}`"), features)?;
         let rows = features.len() / f;
         let chunk = self.options.batch_size * f;
-        let parts: Vec<Vec<f32>> = features
-            .par_chunks(chunk.max(1))
-            .map(|c| {
-                let n = c.len() / f;
-                let tensor = Tensor::from_array(([n, f], c.to_vec()))
-                    .map_err(|e| Error::onnx("building the features tensor", e))?;
-                self.run(vec![(name.to_string(), tensor.into())], n)
-            })
-            .collect::<Result<_>>()?;
+        // The features are passed to ONNX Runtime in place, without a copy.
+        let run_chunk = |c: &[f32]| -> Result<Vec<f32>> {
+            let n = c.len() / f;
+            let tensor = TensorRef::from_array_view(([n, f], c))
+                .map_err(|e| Error::onnx("building the features tensor", e))?;
+            self.run(vec![(name.to_string(), tensor.into())], n)
+        };
+        let parts: Vec<Vec<f32>> = if rows <= self.options.batch_size {
+            vec![run_chunk(features)?]
+        } else {
+            features
+                .par_chunks(chunk.max(1))
+                .map(run_chunk)
+                .collect::<Result<_>>()?
+        };
         let stats = EncodeStats {
             rows: rows as u64,
             ..Default::default()
@@ -277,22 +297,25 @@ impl Encoder {
                 "this model takes dense features; use encode_features",
             ));
         }
-        let mapped: Vec<(Vec<i64>, Vec<f32>, EncodeStats)> = sequences
-            .par_iter()
-            .enumerate()
-            .map(|(row, s)| self.map_sequence(row, s))
-            .collect::<Result<_>>()?;
+        let bs = self.options.batch_size;
+        let parts: Vec<(Vec<f32>, EncodeStats)> = if sequences.len() <= bs {
+            vec![self.encode_chunk(0, sequences)?]
+        } else {
+            sequences
+                .par_chunks(bs)
+                .enumerate()
+                .map(|(i, chunk)| self.encode_chunk(i * bs, chunk))
+                .collect::<Result<_>>()?
+        };
         let mut stats = EncodeStats::default();
-        for (_, _, s) in &mapped {
+        let mut embeddings = Vec::with_capacity(sequences.len() * self.dim());
+        for (emb, s) in &parts {
             stats.add(s);
+            embeddings.extend_from_slice(emb);
         }
-        let parts: Vec<Vec<f32>> = mapped
-            .par_chunks(self.options.batch_size)
-            .map(|chunk| self.run_sequences(chunk))
-            .collect::<Result<_>>()?;
         self.record(&stats);
         Ok(Encoded {
-            embeddings: parts.concat(),
+            embeddings,
             dim: self.dim(),
             stats,
         })
@@ -303,7 +326,11 @@ impl Encoder {
     /// models whose metadata says `groupwise.feature_layout = item_bag` get a bag
     /// of items (column = model index, value = summed weight). With
     /// `use_weights` false every interaction weighs 1.0.
-    pub fn encode_histories(&self, histories: &[UserHistory], use_weights: bool) -> Result<Encoded> {
+    pub fn encode_histories(
+        &self,
+        histories: &[UserHistory],
+        use_weights: bool,
+    ) -> Result<Encoded> {
         match self.contract.kind {
             InputKind::ItemSequence => {
                 let seqs: Vec<Sequence<'_>> = histories
@@ -318,7 +345,11 @@ impl Encoder {
             InputKind::Features => {
                 let c = &self.contract;
                 let f = c.feature_dim.unwrap_or(0);
-                if c.metadata.get("groupwise.feature_layout").map(String::as_str) != Some("item_bag") {
+                if c.metadata
+                    .get("groupwise.feature_layout")
+                    .map(String::as_str)
+                    != Some("item_bag")
+                {
                     return Err(Error::invalid(
                         "histories",
                         "this features model does not declare groupwise.feature_layout = item_bag; \
@@ -339,7 +370,9 @@ impl Encoder {
                                 c.unknown_id
                             }
                         };
-                        if let Some(col) = col.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < f) {
+                        if let Some(col) =
+                            col.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < f)
+                        {
                             row[col] += w;
                             any = true;
                         }
@@ -356,68 +389,71 @@ impl Encoder {
         }
     }
 
-    /// Maps one sequence to model indices and weights, applying the unknown-item
-    /// and truncation rules.
-    fn map_sequence(&self, row: usize, s: &Sequence<'_>) -> Result<(Vec<i64>, Vec<f32>, EncodeStats)> {
+    /// Maps one chunk of sequences to model indices (unknown-item and
+    /// truncation rules), pads it into the model's input tensors and runs it.
+    /// `first_row` numbers the rows in error messages.
+    fn encode_chunk(
+        &self,
+        first_row: usize,
+        seqs: &[Sequence<'_>],
+    ) -> Result<(Vec<f32>, EncodeStats)> {
         let c = &self.contract;
-        if let Some(w) = s.weights {
-            if w.len() != s.items.len() {
-                return Err(Error::ShapeMismatch {
-                    input: format!("weights of row {row}"),
-                    expected: format!("[{}] (one per item)", s.items.len()),
-                    got: format!("[{}]", w.len()),
-                });
-            }
-            check_finite(&format!("weights of row {row}"), w)?;
-        }
         let mut stats = EncodeStats {
-            rows: 1,
+            rows: seqs.len() as u64,
             ..Default::default()
         };
-        let mut ids = Vec::with_capacity(s.items.len());
-        let mut weights = Vec::with_capacity(s.items.len());
-        for (i, &item) in s.items.iter().enumerate() {
-            let w = s.weights.map_or(1.0, |w| w[i]);
-            match c.item_index(item) {
-                Some(ix) if ix != c.padding_id => {
-                    ids.push(ix);
-                    weights.push(w);
+        // Mapped rows, back to back in one buffer each (no allocation per row).
+        let total: usize = seqs.iter().map(|s| s.items.len()).sum();
+        let mut flat_ids: Vec<i64> = Vec::with_capacity(total);
+        let mut flat_w: Vec<f32> = Vec::with_capacity(total);
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(seqs.len());
+        for (i, s) in seqs.iter().enumerate() {
+            let row = first_row + i;
+            if let Some(w) = s.weights {
+                if w.len() != s.items.len() {
+                    return Err(Error::ShapeMismatch {
+                        input: format!("weights of row {row}"),
+                        expected: format!("[{}] (one per item)", s.items.len()),
+                        got: format!("[{}]", w.len()),
+                    });
                 }
-                _ => {
-                    stats.unknown_items += 1;
-                    if let Some(unk) = c.unknown_id {
-                        ids.push(unk);
-                        weights.push(w);
+                check_finite(&format!("weights of row {row}"), w)?;
+            }
+            let start = flat_ids.len();
+            for (j, &item) in s.items.iter().enumerate() {
+                let w = s.weights.map_or(1.0, |w| w[j]);
+                match c.item_index(item) {
+                    Some(ix) if ix != c.padding_id => {
+                        flat_ids.push(ix);
+                        flat_w.push(w);
+                    }
+                    _ => {
+                        stats.unknown_items += 1;
+                        if let Some(unk) = c.unknown_id {
+                            flat_ids.push(unk);
+                            flat_w.push(w);
+                        }
                     }
                 }
             }
-        }
-        if ids.is_empty() {
-            return Err(Error::EmptySequence { row });
-        }
-        if let Some(max) = c.max_len {
-            if ids.len() > max {
-                stats.truncated += 1;
-                match c.truncation {
-                    Truncation::KeepLast => {
-                        let cut = ids.len() - max;
-                        ids.drain(..cut);
-                        weights.drain(..cut);
-                    }
-                    Truncation::KeepFirst => {
-                        ids.truncate(max);
-                        weights.truncate(max);
-                    }
+            let mut span = (start, flat_ids.len());
+            if span.0 == span.1 {
+                return Err(Error::EmptySequence { row });
+            }
+            if let Some(max) = c.max_len {
+                if span.1 - span.0 > max {
+                    stats.truncated += 1;
+                    span = match c.truncation {
+                        Truncation::KeepLast => (span.1 - max, span.1),
+                        Truncation::KeepFirst => (span.0, span.0 + max),
+                    };
                 }
             }
+            spans.push(span);
         }
-        Ok((ids, weights, stats))
-    }
 
-    fn run_sequences(&self, chunk: &[(Vec<i64>, Vec<f32>, EncodeStats)]) -> Result<Vec<f32>> {
-        let c = &self.contract;
-        let n = chunk.len();
-        let longest = chunk.iter().map(|(ids, ..)| ids.len()).max().unwrap_or(1);
+        let n = seqs.len();
+        let longest = spans.iter().map(|(a, b)| b - a).max().unwrap_or(1);
         // A model with a static sequence length takes exactly that length.
         let len = match c.max_len {
             Some(m) if c.fixed_len => m,
@@ -426,26 +462,36 @@ impl Encoder {
         let mut ids = vec![c.padding_id; n * len];
         let mut weights = vec![0.0f32; n * len];
         let mut lengths = Vec::with_capacity(n);
-        for (r, (row_ids, row_w, _)) in chunk.iter().enumerate() {
-            ids[r * len..r * len + row_ids.len()].copy_from_slice(row_ids);
-            weights[r * len..r * len + row_w.len()].copy_from_slice(row_w);
-            lengths.push(row_ids.len() as i64);
+        for (r, &(a, b)) in spans.iter().enumerate() {
+            ids[r * len..r * len + (b - a)].copy_from_slice(&flat_ids[a..b]);
+            weights[r * len..r * len + (b - a)].copy_from_slice(&flat_w[a..b]);
+            lengths.push((b - a) as i64);
         }
         let onnx = |e: ort::Error| Error::onnx("building the input tensors", e);
         let ids_name = c.ids_input.clone().unwrap_or_default();
-        let mut inputs: Vec<(String, SessionInputValue<'static>)> =
-            vec![(ids_name, Tensor::from_array(([n, len], ids)).map_err(onnx)?.into())];
+        let mut inputs: Vec<(String, SessionInputValue<'static>)> = vec![(
+            ids_name,
+            Tensor::from_array(([n, len], ids)).map_err(onnx)?.into(),
+        )];
         if let Some(w) = &c.weights_input {
-            inputs.push((w.clone(), Tensor::from_array(([n, len], weights)).map_err(onnx)?.into()));
+            inputs.push((
+                w.clone(),
+                Tensor::from_array(([n, len], weights))
+                    .map_err(onnx)?
+                    .into(),
+            ));
         }
         if let Some(l) = &c.lengths_input {
-            inputs.push((l.clone(), Tensor::from_array(([n], lengths)).map_err(onnx)?.into()));
+            inputs.push((
+                l.clone(),
+                Tensor::from_array(([n], lengths)).map_err(onnx)?.into(),
+            ));
         }
-        self.run(inputs, n)
+        Ok((self.run(inputs, n)?, stats))
     }
 
     /// Runs the model on one chunk and checks the output.
-    fn run(&self, inputs: Vec<(String, SessionInputValue<'static>)>, rows: usize) -> Result<Vec<f32>> {
+    fn run(&self, inputs: Vec<(String, SessionInputValue<'_>)>, rows: usize) -> Result<Vec<f32>> {
         let c = &self.contract;
         let mut session = self.pool.get();
         let outputs = session

@@ -29,8 +29,9 @@ mod tests {
     fn identical_vectors_are_at_distance_zero_never_below() {
         let d = CosineDistance;
         // A unit vector whose dot with itself rounds above 1.
-        let v = crate::vector::normalized("v", &[0.1, 0.7, 0.3, 0.9, 0.2, 0.05, 0.6, 0.33, 0.41], 9)
-            .expect("valid");
+        let v =
+            crate::vector::normalized("v", &[0.1, 0.7, 0.3, 0.9, 0.2, 0.05, 0.6, 0.33, 0.41], 9)
+                .expect("valid");
         assert_eq!(d.eval(&v, &v), 0.0f32.max(1.0 - dot(&v, &v)));
         assert!(d.eval(&v, &v) >= 0.0);
         let w: Vec<f32> = v.iter().map(|x| -x).collect();

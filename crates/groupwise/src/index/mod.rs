@@ -55,8 +55,9 @@ pub struct IndexConfig {
     pub ef_search: usize,
     /// Expected number of users (an allocation hint, not a limit). Default 10,000.
     pub capacity_hint: usize,
-    /// Populations with at most this many live users are searched exactly; an
-    /// exact scan of a few thousand 64-d vectors is faster than the graph. Default 2,048.
+    /// Populations with at most this many live users are searched exactly. On
+    /// 64-d vectors an exact scan of 20k users answers as fast as the graph at
+    /// `ef` 64 (BENCHMARKS.md), and it is always right. Default 16,384.
     pub exact_below: usize,
     /// A filter that keeps less than this share of users is served by an exact
     /// scan of the allowed users. Default 0.02.
@@ -74,7 +75,7 @@ impl IndexConfig {
             ef_construction: 200,
             ef_search: 64,
             capacity_hint: 10_000,
-            exact_below: 2_048,
+            exact_below: 16_384,
             exact_selectivity: 0.02,
             rebuild_tombstone_fraction: 0.25,
         }
@@ -88,10 +89,16 @@ impl IndexConfig {
             return Err(Error::invalid("max_connections", "must be in 4..=255"));
         }
         if self.ef_construction == 0 || self.ef_search == 0 {
-            return Err(Error::invalid("ef", "ef_construction and ef_search must be positive"));
+            return Err(Error::invalid(
+                "ef",
+                "ef_construction and ef_search must be positive",
+            ));
         }
         if !(self.rebuild_tombstone_fraction > 0.0 && self.rebuild_tombstone_fraction <= 1.0) {
-            return Err(Error::invalid("rebuild_tombstone_fraction", "must be in (0, 1]"));
+            return Err(Error::invalid(
+                "rebuild_tombstone_fraction",
+                "must be in (0, 1]",
+            ));
         }
         if !(0.0..=1.0).contains(&self.exact_selectivity) {
             return Err(Error::invalid("exact_selectivity", "must be in [0, 1]"));
@@ -403,14 +410,24 @@ impl UserIndex {
     }
 
     /// The `k` users most similar to `query` (best first).
-    pub fn search(&self, query: &[f32], k: usize, options: &SearchOptions<'_>) -> Result<Vec<Neighbor>> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        options: &SearchOptions<'_>,
+    ) -> Result<Vec<Neighbor>> {
         let q = normalized("query vector", query, self.config.dim)?;
         let inner = self.inner.read();
         Ok(self.search_locked(&inner, &q, k, options, None))
     }
 
     /// The `k` users most similar to user `id`, excluding the user itself.
-    pub fn neighbors(&self, id: u64, k: usize, options: &SearchOptions<'_>) -> Result<Vec<Neighbor>> {
+    pub fn neighbors(
+        &self,
+        id: u64,
+        k: usize,
+        options: &SearchOptions<'_>,
+    ) -> Result<Vec<Neighbor>> {
         let inner = self.inner.read();
         let dim = self.config.dim;
         let slot = *inner.slot_of.get(&id).ok_or(Error::UnknownUser(id))?;
@@ -555,7 +572,10 @@ impl UserIndex {
         let live = inner.slot_of.len().max(1) as f64;
         match filter {
             Filter::Allow(set) => {
-                let n = set.iter().filter(|id| inner.slot_of.contains_key(id)).count();
+                let n = set
+                    .iter()
+                    .filter(|id| inner.slot_of.contains_key(id))
+                    .count();
                 n as f64 / live
             }
             Filter::Deny(set) => 1.0 - (set.len() as f64 / live).min(1.0),

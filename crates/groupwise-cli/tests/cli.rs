@@ -1,0 +1,183 @@
+//! The `groupwise` command end to end: encode → embeddings file → neighbours,
+//! the demo on MovieLens, and errors a user can make on the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn groupwise(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_groupwise"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run groupwise")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn encode_then_neighbors_on_a_small_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two groups of users with disjoint tastes (items from the reference vocabulary).
+    let mut log = String::from("uid,sku,ts\n");
+    for u in 0..6 {
+        let items: &[u32] = if u < 3 {
+            &[1, 2, 3, 4, 5]
+        } else {
+            &[300, 301, 302, 303, 304]
+        };
+        for (t, i) in items.iter().enumerate() {
+            log.push_str(&format!("user-{u},{i},{t}\n"));
+        }
+    }
+    let log_path = dir.path().join("log.csv");
+    std::fs::write(&log_path, log).expect("write log");
+    let out = dir.path().join("emb.npy");
+    let res = groupwise(&[
+        "encode",
+        "--interactions",
+        log_path.to_str().expect("utf-8"),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "sku",
+        "--time-col",
+        "ts",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    let table = groupwise::io::EmbeddingTable::load(&out).expect("embeddings file");
+    assert_eq!(table.ids.len(), 6);
+    assert_eq!(table.dim, 64);
+
+    let res = groupwise(&[
+        "neighbors",
+        "--embeddings",
+        out.to_str().expect("utf-8"),
+        "--user",
+        "user-0",
+        "-k",
+        "2",
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    let stdout = text(&res.stdout);
+    let got: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(1))
+        .collect();
+    let mut got = got.clone();
+    got.sort_unstable();
+    assert_eq!(got, ["user-1", "user-2"], "{stdout}");
+
+    let res = groupwise(&[
+        "neighbors",
+        "--embeddings",
+        out.to_str().expect("utf-8"),
+        "--user",
+        "nobody",
+    ]);
+    assert!(!res.status.success());
+    assert!(
+        text(&res.stderr).contains("not in the index"),
+        "{}",
+        text(&res.stderr)
+    );
+}
+
+#[test]
+fn malformed_input_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("bad.csv");
+    std::fs::write(&log_path, "user_id,item_id\n1,2\n3\n").expect("write");
+    let res = groupwise(&[
+        "encode",
+        "--interactions",
+        log_path.to_str().expect("utf-8"),
+        "--out",
+        dir.path().join("x.npy").to_str().expect("utf-8"),
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(err.contains("bad.csv:3:"), "{err}");
+}
+
+#[test]
+fn missing_runtime_is_a_clear_error_from_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("log.csv");
+    std::fs::write(&log_path, "user_id,item_id\n1,2\n").expect("write");
+    let res = groupwise(&[
+        "encode",
+        "--interactions",
+        log_path.to_str().expect("utf-8"),
+        "--out",
+        dir.path().join("x.npy").to_str().expect("utf-8"),
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("ONNX Runtime is not available") && err.contains("scripts/setup.sh"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_runs_on_movielens_and_checks_the_index() {
+    let res = groupwise(&["demo"]);
+    let stdout = text(&res.stdout);
+    assert!(res.status.success(), "{}\n{}", stdout, text(&res.stderr));
+    assert!(
+        stdout.contains("943 users, 1682 movies, 100000 ratings"),
+        "{stdout}"
+    );
+    let recall: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("index check"))
+        .and_then(|l| l.rsplit(": ").next())
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("recall line");
+    assert!(recall >= 0.95, "{stdout}");
+    assert!(stdout.contains("shares top genres"), "{stdout}");
+}
+
+#[test]
+fn encode_dense_feature_rows_with_a_features_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // plain_features.onnx: y = x W, 8 features -> 4 dims (see models/fixtures/make_fixtures.py).
+    let rows = dir.path().join("f.csv");
+    std::fs::write(
+        &rows,
+        "user_id,a,b,c,d,e,f,g,h\nu1,1,0,0,0,0,0,0,0\nu2,0,0,0,0,0,0,0,2\n",
+    )
+    .expect("write");
+    let out = dir.path().join("f.npy");
+    let res = groupwise(&[
+        "encode",
+        "--model",
+        "models/fixtures/plain_features.onnx",
+        "--features",
+        rows.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    let t = groupwise::io::EmbeddingTable::load(&out).expect("load");
+    assert_eq!(t.ids, ["u1", "u2"]);
+    // Row u1 = W[0] = [0.1, 0.05, 0.0, -0.05]; row u2 = 2 W[7] = 2 [0.8, 0.75, 0.7, 0.65].
+    let want = [0.1f32, 0.05, 0.0, -0.05, 1.6, 1.5, 1.4, 1.3];
+    assert!(
+        t.data.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5),
+        "{:?}",
+        t.data
+    );
+}
