@@ -24,6 +24,36 @@ pub enum Command {
     Encode(EncodeArgs),
     /// Index build time, recall@10 and single-thread queries/s over a range of `ef`.
     Index(IndexArgs),
+    /// Lookalike expansion time and peak memory per scorer on synthetic users,
+    /// next to an exact brute-force expansion.
+    Lookalike(LookalikeArgs),
+}
+
+/// Arguments of `groupwise bench lookalike`.
+#[derive(clap::Args, Debug)]
+pub struct LookalikeArgs {
+    /// Population size.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub n: usize,
+    /// Dimension.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Seed counts to try.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub seeds: Vec<usize>,
+    /// Users to return.
+    #[arg(long, default_value_t = 100_000)]
+    pub out_size: usize,
+    /// Scorers to time (centroid, knn, classifier, diffusion, fusion, brute-knn).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "centroid,knn,classifier,diffusion,fusion,brute-knn"
+    )]
+    pub scorers: Vec<String>,
+    /// Random seed of the data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// Arguments of `groupwise bench encode`.
@@ -85,6 +115,7 @@ pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
     match c {
         Command::Encode(a) => encode(a),
         Command::Index(a) => index(a),
+        Command::Lookalike(a) => lookalike(a),
     }
 }
 
@@ -254,4 +285,151 @@ fn emit(v: &serde_json::Value) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}")?;
     out.flush()
+}
+
+/// Peak resident memory of this process (kB), from /proc/self/status.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Current resident memory of this process (kB).
+fn rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the peak-memory mark (Linux: writing 5 to clear_refs).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use groupwise::graph::KnnGraph;
+    use groupwise::lookalike::{expand, LookalikeConfig, LookalikeRequest, Scorer, Seeds, Size};
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    let clusters = 100;
+    let centres = crate::synth::centres(clusters, a.dim, &mut rng);
+    let mut labels = Vec::with_capacity(a.n);
+    let mut data = Vec::with_capacity(a.n * a.dim);
+    for _ in 0..a.n {
+        let c = rng.random_range(0..clusters);
+        labels.push(c);
+        data.extend(crate::synth::clustered(
+            1,
+            a.dim,
+            &centres[c * a.dim..(c + 1) * a.dim],
+            0.6,
+            &mut rng,
+        ));
+    }
+    // The scorers read the population directly; only diffusion needs a graph,
+    // so the index is exact-only and the kNN graph below is built from the
+    // clusters (its size, not its provenance, sets the cost of diffusion).
+    let mut cfg = IndexConfig::new(a.dim);
+    cfg.build_graph = false;
+    cfg.capacity_hint = a.n;
+    let index = UserIndex::new(cfg)?;
+    let ids: Vec<u64> = (0..a.n as u64).collect();
+    index.upsert_batch(&ids, &data)?;
+    drop(data);
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); clusters];
+    for (i, &c) in labels.iter().enumerate() {
+        members[c].push(i as u32);
+    }
+    let lists: Vec<Vec<(u32, f32)>> = labels
+        .iter()
+        .map(|&c| {
+            (0..10)
+                .map(|_| (members[c][rng.random_range(0..members[c].len())], 0.8))
+                .collect()
+        })
+        .collect();
+    let graph = KnnGraph::from_neighbor_lists(ids.clone(), &lists)?;
+    drop(lists);
+
+    for &m in &a.seeds {
+        // Seeds from 3 clusters: a multi-modal segment.
+        let seeds: Vec<u64> = (0..a.n)
+            .filter(|&i| labels[i] < 3)
+            .take(m)
+            .map(|i| i as u64)
+            .collect();
+        let mut knn_result: Option<std::collections::HashSet<u64>> = None;
+        for name in &a.scorers {
+            let base = rss_kb().unwrap_or(0);
+            reset_peak();
+            let t = Instant::now();
+            let got: Vec<u64> = if name == "brute-knn" {
+                brute_knn(&index, &seeds, 10, a.out_size)
+            } else {
+                let scorer = Scorer::parse(name).ok_or_else(|| format!("unknown scorer {name}"))?;
+                let mut req = LookalikeRequest::new(Seeds::Users(&seeds), Size::Count(a.out_size));
+                req.scorer = scorer;
+                let g = matches!(scorer, Scorer::Diffusion | Scorer::Fusion).then_some(&graph);
+                expand(&index, g, &req, &LookalikeConfig::default())?
+                    .users
+                    .iter()
+                    .map(|u| u.id)
+                    .collect()
+            };
+            let secs = t.elapsed().as_secs_f64();
+            let peak = peak_rss_kb().unwrap_or(0).saturating_sub(base);
+            let in_segment = got.iter().filter(|&&u| labels[u as usize] < 3).count() as f64
+                / got.len().max(1) as f64;
+            if name == "knn" {
+                knn_result = Some(got.iter().copied().collect());
+            }
+            // How much of the exact expansion the sampled kNN scorer reproduces.
+            let overlap = match (&knn_result, name.as_str()) {
+                (Some(k), "brute-knn") => Some(
+                    got.iter().filter(|u| k.contains(u)).count() as f64 / got.len().max(1) as f64,
+                ),
+                _ => None,
+            };
+            emit(&json!({
+                "overlap_knn_vs_brute": overlap,
+                "bench": "lookalike", "impl": name, "n": a.n, "dim": a.dim, "seeds": m,
+                "out": got.len(), "seconds": secs, "extra_peak_mib": peak as f64 / 1024.0,
+                "precision_in_seed_clusters": in_segment, "threads": rayon::current_num_threads(),
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+/// The exact brute-force kNN-density expansion: every candidate against every
+/// seed with plain dot products (no matrix product, no seed sampling).
+fn brute_knn(index: &UserIndex, seeds: &[u64], k: usize, out: usize) -> Vec<u64> {
+    use rayon::prelude::*;
+    let seed_set: std::collections::HashSet<u64> = seeds.iter().copied().collect();
+    index.with_population(|pop| {
+        let sv: Vec<&[f32]> = seeds
+            .iter()
+            .filter_map(|&s| pop.slot_of(s))
+            .map(|s| pop.vector(s))
+            .collect();
+        let mut scored: Vec<(f64, u64)> = pop
+            .live_slots()
+            .collect::<Vec<_>>()
+            .par_iter()
+            .filter(|&&s| !seed_set.contains(&pop.id(s)))
+            .map(|&s| {
+                let v = pop.vector(s);
+                let mut sims: Vec<f32> = sv.iter().map(|x| groupwise::vector::dot(v, x)).collect();
+                let kk = k.min(sims.len());
+                sims.select_nth_unstable_by(kk.saturating_sub(1), |a, b| b.total_cmp(a));
+                (
+                    sims[..kk].iter().map(|&x| f64::from(x)).sum::<f64>() / kk as f64,
+                    pop.id(s),
+                )
+            })
+            .collect();
+        scored.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(out).map(|p| p.1).collect()
+    })
 }

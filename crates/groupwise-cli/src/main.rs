@@ -3,6 +3,8 @@
 //! * `groupwise demo`: the main job, on MovieLens 100K (see README.md).
 //! * `groupwise encode`: interactions (or feature rows) → embeddings file.
 //! * `groupwise neighbors`: a user's nearest users from an embeddings file.
+//! * `groupwise lookalike`: expand a seed segment (seeds file in, ranked users out).
+//! * `groupwise eval lookalike`: the held-out evaluation of the lookalike scorers.
 //! * `groupwise synth`: clustered synthetic vectors for benchmarks.
 //! * `groupwise bench encode|index`: benchmark rows (JSON lines) that
 //!   bench/report.py sets next to the Python peers.
@@ -10,6 +12,8 @@
 mod bench;
 mod demo;
 mod encode;
+mod eval;
+mod lookalike;
 mod neighbors;
 mod paths;
 mod progress;
@@ -36,6 +40,11 @@ enum Command {
     Encode(encode::Args),
     /// Print a user's nearest users from an embeddings file.
     Neighbors(neighbors::Args),
+    /// Expand a seed segment with the users most like it (seeds file in, ranked users out).
+    Lookalike(lookalike::Args),
+    /// Built-in evaluations on real data (see EVALUATION.md).
+    #[command(subcommand)]
+    Eval(eval::Command),
     /// Write clustered synthetic unit vectors (and queries) for benchmarks.
     Synth(synth::Args),
     /// Benchmarks that print JSON lines (see BENCHMARKS.md).
@@ -49,6 +58,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::Encode(a) => encode::run(&a),
         Command::Neighbors(a) => neighbors::run(&a),
+        Command::Lookalike(a) => lookalike::run(&a),
+        Command::Eval(c) => eval::run(&c),
         Command::Synth(a) => synth::run(&a),
         Command::Bench(c) => bench::run(&c),
     };

@@ -3,23 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// First existing `rel` under `$GROUPWISE_HOME`-style roots: the current
-/// directory or any parent, then the executable's directory or any parent.
+/// First existing `rel` in the current directory or a parent, then next to the
+/// executable or in a parent of it.
 pub fn find_up(rel: &Path) -> Option<PathBuf> {
-    let mut roots = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.push(cwd);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        roots.push(dir);
-    }
-    roots
-        .iter()
-        .flat_map(|r| r.ancestors())
-        .map(|d| d.join(rel))
+    groupwise::runtime::upward_candidates(rel)
+        .into_iter()
         .find(|p| p.exists())
 }
 

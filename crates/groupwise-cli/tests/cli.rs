@@ -181,3 +181,98 @@ fn encode_dense_feature_rows_with_a_features_model() {
         t.data
     );
 }
+
+#[test]
+fn lookalike_command_expands_a_seed_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Three tight clusters on the first three axes; ids name their cluster.
+    let dim = 8;
+    let mut ids = Vec::new();
+    let mut data = Vec::new();
+    for c in 0..3 {
+        for i in 0..200 {
+            ids.push(format!("c{c}-u{i}"));
+            for d in 0..dim {
+                let jitter = (((i * 31 + d * 17) % 13) as f32 - 6.0) * 0.01;
+                data.push(if d == c { 1.0 } else { 0.0 } + jitter);
+            }
+        }
+    }
+    let emb = dir.path().join("e.npy");
+    groupwise::io::EmbeddingTable { ids, data, dim }
+        .save(&emb)
+        .expect("save");
+    let seeds = dir.path().join("seeds.txt");
+    let seed_ids: Vec<String> = (0..120)
+        .map(|i| format!("c1-u{i}"))
+        .chain(["nobody".to_string()])
+        .collect();
+    std::fs::write(&seeds, seed_ids.join("\n")).expect("write");
+    let out = dir.path().join("ranked.tsv");
+    let res = groupwise(&[
+        "lookalike",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--seeds",
+        seeds.to_str().expect("utf-8"),
+        "--size",
+        "50",
+        "--explain",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    assert!(
+        text(&res.stderr).contains("1 seed ids not found"),
+        "{}",
+        text(&res.stderr)
+    );
+    let ranked = std::fs::read_to_string(&out).expect("output");
+    let rows: Vec<Vec<&str>> = ranked
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 50);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], (i + 1).to_string());
+        assert!(
+            r[1].starts_with("c1-u") && !seed_ids.contains(&r[1].to_string()),
+            "{r:?}"
+        );
+        assert!(r[3].split(',').all(|s| s.starts_with("c1-u")), "{r:?}");
+    }
+
+    std::fs::write(&seeds, "c1-u1\nc1-u2\n").expect("write");
+    let res = groupwise(&[
+        "lookalike",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--seeds",
+        seeds.to_str().expect("utf-8"),
+    ]);
+    assert!(!res.status.success());
+    assert!(
+        text(&res.stderr).contains("only 2 usable seeds"),
+        "{}",
+        text(&res.stderr)
+    );
+}
+
+#[test]
+fn eval_lookalike_reports_every_scorer_and_baseline_on_movielens() {
+    let res = groupwise(&["eval", "lookalike", "--movielens", "--splits", "1"]);
+    let out = text(&res.stdout);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    for needle in [
+        "| occupation |",
+        "| gender |",
+        "| age band |",
+        "| behavioural |",
+        "classifier",
+        "activity",
+        "Horror fans (later)",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}");
+    }
+}

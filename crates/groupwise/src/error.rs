@@ -91,6 +91,26 @@ pub enum Error {
     #[error("user {0} is not in the index")]
     UnknownUser(u64),
 
+    /// A seed segment has fewer usable seeds than the configured minimum.
+    #[error(
+        "only {usable} usable seeds (minimum {minimum}; {unknown} seed ids are not in the index); \
+         add seeds or lower LookalikeConfig::min_seeds"
+    )]
+    TooFewSeeds {
+        /// Seeds found in the index (or given as vectors).
+        usable: usize,
+        /// The configured minimum.
+        minimum: usize,
+        /// Seed ids that are not in the index.
+        unknown: usize,
+    },
+
+    /// No user is left to score or serve.
+    #[error(
+        "no candidate users: the index is empty, or seeds, exclusions and filters leave nobody"
+    )]
+    EmptyPopulation,
+
     /// An argument is out of its documented range.
     #[error("invalid argument `{name}`: {problem}")]
     InvalidArgument {

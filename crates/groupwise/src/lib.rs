@@ -11,6 +11,9 @@
 //! * [`encoder`]: ONNX user encoders (dense features or item-id sequences → embeddings).
 //! * [`index`]: the user index (HNSW via hnsw_rs, plus an exact path), with upsert,
 //!   delete, filters and batch search.
+//! * [`lookalike`]: seed-segment expansion (centroid, kNN density, classifier,
+//!   graph diffusion, rank fusion) and its held-out evaluation.
+//! * [`graph`]: the kNN graph of users (petgraph), for diffusion and communities.
 //! * [`data`]: loaders for interaction logs and item metadata.
 //! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
 //!
@@ -41,8 +44,10 @@
 pub mod data;
 pub mod encoder;
 pub mod error;
+pub mod graph;
 pub mod index;
 pub mod io;
+pub mod lookalike;
 pub mod runtime;
 pub mod vector;
 

@@ -79,6 +79,19 @@ fn default_candidates() -> Vec<PathBuf> {
     if let Some(home) = std::env::var_os("GROUPWISE_HOME").filter(|p| !p.is_empty()) {
         out.push(PathBuf::from(home).join("lib").join(LIB_NAME));
     }
+    let rel = Path::new(".groupwise").join("lib").join(LIB_NAME);
+    for c in upward_candidates(&rel) {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `rel` joined to the current directory and each of its parents, then to the
+/// running executable's directory and each of its parents: where a checkout's
+/// project-local files (`.groupwise/`, `models/`) are looked for.
+pub fn upward_candidates(rel: &Path) -> Vec<PathBuf> {
     let mut roots = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
         roots.push(cwd);
@@ -89,15 +102,11 @@ fn default_candidates() -> Vec<PathBuf> {
     {
         roots.push(dir);
     }
-    for root in roots {
-        for dir in root.ancestors() {
-            let c = dir.join(".groupwise").join("lib").join(LIB_NAME);
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-    }
-    out
+    roots
+        .iter()
+        .flat_map(|r| r.ancestors())
+        .map(|d| d.join(rel))
+        .collect()
 }
 
 /// The process-wide ONNX Runtime environment, loading the library on first use.

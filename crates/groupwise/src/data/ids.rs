@@ -50,7 +50,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// Maps string ids to stable numeric ids and remembers the strings, so that
 /// collisions are caught and ids can be printed as the host wrote them.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IdMapper {
     names: HashMap<u64, String>,
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::ids::IdMapper;
-use super::table::{csv_error, Table};
+use super::table::Table;
 use crate::error::Result;
 
 /// Which columns of an interactions file hold what.
@@ -90,49 +90,29 @@ impl Interactions {
         let mut table = Table::open(path, spec.delimiter)?;
         let user_col = table.column(&spec.user_col)?;
         let item_col = table.column(&spec.item_col)?;
-        let weight_col = spec
-            .weight_col
-            .as_deref()
-            .map(|c| table.column(c))
-            .transpose()?;
-        let time_col = spec
-            .time_col
-            .as_deref()
-            .map(|c| table.column(c))
-            .transpose()?;
+        let weight_col = table.optional_column(spec.weight_col.as_deref())?;
+        let time_col = table.optional_column(spec.time_col.as_deref())?;
 
         let mut out = Interactions::default();
-        let mut record = csv::StringRecord::new();
-        loop {
-            match table.reader.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_error(path, e)),
-            }
-            let line = record.position().map_or(0, csv::Position::line);
+        table.for_each_record(|table, record, line| {
             let field = |i: usize| record.get(i).unwrap_or("").trim();
             let (user_raw, item_raw) = (field(user_col), field(item_col));
             if user_raw.is_empty() || item_raw.is_empty() {
                 return Err(table.row_error(line, "empty user or item id"));
             }
-            let weight = match weight_col {
-                Some(c) => parse_finite(field(c)).ok_or_else(|| {
-                    table.row_error(
-                        line,
-                        format!("weight {:?} is not a finite number", field(c)),
-                    )
-                })? as f32,
-                None => 1.0,
+            let number = |col: Option<usize>, what: &str| -> Result<Option<f64>> {
+                col.map(|c| {
+                    parse_finite(field(c)).ok_or_else(|| {
+                        table.row_error(
+                            line,
+                            format!("{what} {:?} is not a finite number", field(c)),
+                        )
+                    })
+                })
+                .transpose()
             };
-            let time = match time_col {
-                Some(c) => parse_finite(field(c)).ok_or_else(|| {
-                    table.row_error(
-                        line,
-                        format!("timestamp {:?} is not a finite number", field(c)),
-                    )
-                })?,
-                None => out.rows.len() as f64,
-            };
+            let weight = number(weight_col, "weight")?.map_or(1.0, |w| w as f32);
+            let time = number(time_col, "timestamp")?.unwrap_or(out.rows.len() as f64);
             let user = out.users.map(user_raw)?;
             let item = out.items.map(item_raw)?;
             out.rows.push(Interaction {
@@ -141,7 +121,8 @@ impl Interactions {
                 weight,
                 time,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::ids::IdMapper;
-use super::table::{csv_error, Table};
+use super::table::Table;
 use crate::error::Result;
 
 /// Which columns of an item metadata file hold what.
@@ -63,21 +63,10 @@ impl ItemMetadata {
         let mut table = Table::open(path, spec.delimiter)?;
         let item_col = table.column(&spec.item_col)?;
         let cat_col = table.column(&spec.category_col)?;
-        let title_col = spec
-            .title_col
-            .as_deref()
-            .map(|c| table.column(c))
-            .transpose()?;
+        let title_col = table.optional_column(spec.title_col.as_deref())?;
         let mut out = ItemMetadata::default();
         let mut index: HashMap<String, u32> = HashMap::new();
-        let mut record = csv::StringRecord::new();
-        loop {
-            match table.reader.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_error(path, e)),
-            }
-            let line = record.position().map_or(0, csv::Position::line);
+        table.for_each_record(|table, record, line| {
             let raw = record.get(item_col).unwrap_or("").trim();
             if raw.is_empty() {
                 return Err(table.row_error(line, "empty item id"));
@@ -108,7 +97,8 @@ impl ItemMetadata {
                 out.titles
                     .insert(item, record.get(c).unwrap_or("").trim().to_string());
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

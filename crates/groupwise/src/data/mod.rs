@@ -1,5 +1,5 @@
-//! Loading the host's logs: interactions (who touched what, when, how much) and
-//! item metadata (item → categories).
+//! Loading the host's logs: interactions (who touched what, when, how much),
+//! item metadata (item → categories) and user labels (user → segment).
 //!
 //! Both loaders read delimited text (CSV, TSV, or anything with a one-byte
 //! delimiter) with a header row, find columns by name, and map string ids to
@@ -10,7 +10,9 @@
 pub mod ids;
 mod interactions;
 mod items;
+mod labels;
 mod table;
 
 pub use interactions::{Interaction, Interactions, InteractionsSpec, UserHistory};
 pub use items::{ItemMetadata, ItemMetadataSpec};
+pub use labels::Labels;

@@ -64,6 +64,28 @@ impl Table {
             })
     }
 
+    /// Index of an optional column.
+    pub fn optional_column(&self, name: Option<&str>) -> Result<Option<usize>> {
+        name.map(|n| self.column(n)).transpose()
+    }
+
+    /// Calls `f(record, line)` for every data row, stopping at the first error.
+    pub fn for_each_record(
+        &mut self,
+        mut f: impl FnMut(&Table, &csv::StringRecord, u64) -> Result<()>,
+    ) -> Result<()> {
+        let mut record = csv::StringRecord::new();
+        loop {
+            match self.reader.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(csv_error(&self.path, e)),
+            }
+            let line = record.position().map_or(0, csv::Position::line);
+            f(self, &record, line)?;
+        }
+    }
+
     pub fn row_error(&self, line: u64, problem: impl Into<String>) -> Error {
         Error::Parse {
             path: self.path.clone(),

@@ -64,6 +64,10 @@ pub struct IndexConfig {
     pub exact_selectivity: f64,
     /// Rebuild the graph when tombstones exceed this share of its nodes. Default 0.25.
     pub rebuild_tombstone_fraction: f64,
+    /// Build the HNSW graph (default true). Without it the index is exact-only
+    /// (every search is a scan, like a flat index): no build cost, always
+    /// right, and fast enough for tens of thousands of users or batch jobs.
+    pub build_graph: bool,
 }
 
 impl IndexConfig {
@@ -78,6 +82,7 @@ impl IndexConfig {
             exact_below: 16_384,
             exact_selectivity: 0.02,
             rebuild_tombstone_fraction: 0.25,
+            build_graph: true,
         }
     }
 
@@ -130,7 +135,8 @@ impl std::fmt::Debug for Filter<'_> {
 }
 
 impl Filter<'_> {
-    fn keeps(&self, id: u64) -> bool {
+    /// Whether the filter lets user `id` through.
+    pub fn keeps(&self, id: u64) -> bool {
         match self {
             Filter::Allow(s) => s.contains(&id),
             Filter::Deny(s) => !s.contains(&id),
@@ -349,7 +355,9 @@ impl UserIndex {
         let batch: Vec<(&[f32], usize)> = (first_new..inner.ids.len())
             .map(|s| (&inner.data[s * dim..(s + 1) * dim], s))
             .collect();
-        if batch.len() > 1 {
+        if !self.config.build_graph {
+            // Exact-only index: nothing to insert.
+        } else if batch.len() > 1 {
             inner.graph.parallel_insert_slice(&batch);
         } else if let Some(&(v, s)) = batch.first() {
             inner.graph.insert_slice((v, s));
@@ -398,7 +406,9 @@ impl UserIndex {
         let batch: Vec<(&[f32], usize)> = (0..ids.len())
             .map(|s| (&data[s * dim..(s + 1) * dim], s))
             .collect();
-        graph.parallel_insert_slice(&batch);
+        if config.build_graph {
+            graph.parallel_insert_slice(&batch);
+        }
         drop(batch);
         inner.slot_of = ids.iter().enumerate().map(|(s, &id)| (id, s)).collect();
         inner.alive = vec![true; ids.len()];
@@ -482,6 +492,7 @@ impl UserIndex {
 
     fn use_exact(&self, inner: &Inner, options: &SearchOptions<'_>) -> bool {
         match options.mode {
+            _ if !self.config.build_graph => true,
             SearchMode::Exact => true,
             SearchMode::Approximate => false,
             SearchMode::Auto => inner.slot_of.len() <= self.config.exact_below,
@@ -604,6 +615,94 @@ fn to_neighbors(inner: &Inner, scored: Vec<Scored>) -> Vec<Neighbor> {
             id: inner.ids[s.slot],
             similarity: s.sim.clamp(-1.0, 1.0),
         })
+        .collect()
+}
+
+/// A read-only view of every live user, for scorers that look at the whole
+/// population (lookalike, segments). Slots are positions in the index's
+/// storage; tombstoned slots are skipped by [`Population::live_slots`].
+pub struct Population<'a> {
+    dim: usize,
+    ids: &'a [u64],
+    alive: &'a [bool],
+    data: &'a [f32],
+    slot_of: &'a HashMap<u64, usize>,
+}
+
+impl<'a> Population<'a> {
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of live users.
+    pub fn len(&self) -> usize {
+        self.slot_of.len()
+    }
+
+    /// True when no user is live.
+    pub fn is_empty(&self) -> bool {
+        self.slot_of.is_empty()
+    }
+
+    /// Number of slots (live users and tombstones).
+    pub fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Slots of the live users, in storage order.
+    pub fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.ids.len()).filter(|&s| self.alive[s])
+    }
+
+    /// Whether a slot holds a live user.
+    pub fn is_live(&self, slot: usize) -> bool {
+        self.alive.get(slot).copied().unwrap_or(false)
+    }
+
+    /// The user id of a slot.
+    pub fn id(&self, slot: usize) -> u64 {
+        self.ids[slot]
+    }
+
+    /// The slot of a live user.
+    pub fn slot_of(&self, id: u64) -> Option<usize> {
+        self.slot_of.get(&id).copied()
+    }
+
+    /// The unit vector of a slot.
+    pub fn vector(&self, slot: usize) -> &'a [f32] {
+        &self.data[slot * self.dim..(slot + 1) * self.dim]
+    }
+
+    /// All slots' vectors, row-major (tombstones included).
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+}
+
+impl UserIndex {
+    /// Runs `f` on a consistent view of every live user (under the read lock:
+    /// writers wait until `f` returns).
+    pub fn with_population<R>(&self, f: impl FnOnce(&Population<'_>) -> R) -> R {
+        let inner = self.inner.read();
+        f(&Population {
+            dim: self.config.dim,
+            ids: &inner.ids,
+            alive: &inner.alive,
+            data: &inner.data,
+            slot_of: &inner.slot_of,
+        })
+    }
+}
+
+/// Exact top-`k` rows of `data` (row-major unit vectors, `dim` wide) for each
+/// query, as `(row, similarity)` best first. The kernel behind the index's
+/// exact path (blocked matrix product), for callers with their own matrices.
+pub fn exact_top_k(data: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<(usize, f32)>> {
+    exact::top_k_batch(data, dim, queries, k, &|_| true)
+        .into_iter()
+        .map(|r| r.into_iter().map(|s| (s.slot, s.sim)).collect())
         .collect()
 }
 
