@@ -50,4 +50,8 @@ if [[ $FULL == 1 ]]; then
   run_index synth1m "$OUT/synth1m.npy" "$OUT/synth1m-q.npy"
 fi
 
+# Lookalike on 1M synthetic users: every scorer next to an exact brute force.
+"$GW" bench lookalike > "$OUT/lookalike.jsonl"
+cat "$OUT/lookalike.jsonl"
+
 "$PY" bench/report.py "$OUT/encode.jsonl" "$OUT/index.jsonl" | tee "$OUT/report.md"

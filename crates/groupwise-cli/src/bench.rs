@@ -109,6 +109,9 @@ pub struct IndexArgs {
     /// Threads used to build the graph.
     #[arg(long, default_value_t = 2)]
     pub build_threads: usize,
+    /// Insert in batches of this many vectors (0 = one batch).
+    #[arg(long, default_value_t = 0)]
+    pub insert_chunk: usize,
 }
 
 pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -235,7 +238,17 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     let index = UserIndex::new(config)?;
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = Instant::now();
-    build_pool.install(|| index.upsert_batch(&ids, &data))?;
+    let chunk = if a.insert_chunk == 0 {
+        n.max(1)
+    } else {
+        a.insert_chunk
+    };
+    build_pool.install(|| -> groupwise::Result<()> {
+        for (c, rows) in ids.chunks(chunk).zip(data.chunks(chunk * dim)) {
+            index.upsert_batch(c, rows)?;
+        }
+        Ok(())
+    })?;
     let build_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -287,25 +300,6 @@ fn emit(v: &serde_json::Value) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Peak resident memory of this process (kB), from /proc/self/status.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Current resident memory of this process (kB).
-fn rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Resets the peak-memory mark (Linux: writing 5 to clear_refs).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
     use groupwise::graph::KnnGraph;
     use groupwise::lookalike::{expand, LookalikeConfig, LookalikeRequest, Scorer, Seeds, Size};
@@ -354,6 +348,7 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     for &m in &a.seeds {
         // Seeds from 3 clusters: a multi-modal segment.
+        let segment = labels.iter().filter(|&&c| c < 3).count();
         let seeds: Vec<u64> = (0..a.n)
             .filter(|&i| labels[i] < 3)
             .take(m)
@@ -361,8 +356,8 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let mut knn_result: Option<std::collections::HashSet<u64>> = None;
         for name in &a.scorers {
-            let base = rss_kb().unwrap_or(0);
-            reset_peak();
+            let base = crate::alloc::current();
+            crate::alloc::reset_peak();
             let t = Instant::now();
             let got: Vec<u64> = if name == "brute-knn" {
                 brute_knn(&index, &seeds, 10, a.out_size)
@@ -378,9 +373,10 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .collect()
             };
             let secs = t.elapsed().as_secs_f64();
-            let peak = peak_rss_kb().unwrap_or(0).saturating_sub(base);
+            let extra = crate::alloc::peak().saturating_sub(base);
+            // Share of the seed clusters' other users that the expansion found.
             let in_segment = got.iter().filter(|&&u| labels[u as usize] < 3).count() as f64
-                / got.len().max(1) as f64;
+                / (segment - seeds.len()).max(1) as f64;
             if name == "knn" {
                 knn_result = Some(got.iter().copied().collect());
             }
@@ -394,8 +390,8 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
             emit(&json!({
                 "overlap_knn_vs_brute": overlap,
                 "bench": "lookalike", "impl": name, "n": a.n, "dim": a.dim, "seeds": m,
-                "out": got.len(), "seconds": secs, "extra_peak_mib": peak as f64 / 1024.0,
-                "precision_in_seed_clusters": in_segment, "threads": rayon::current_num_threads(),
+                "out": got.len(), "seconds": secs, "extra_peak_mib": extra as f64 / (1024.0 * 1024.0),
+                "recall_of_seed_clusters": in_segment, "threads": rayon::current_num_threads(),
             }))?;
         }
     }

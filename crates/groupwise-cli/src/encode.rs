@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use groupwise::data::{Interactions, InteractionsSpec};
+use groupwise::data::Interactions;
 use groupwise::io::EmbeddingTable;
 use groupwise::{Encoder, EncoderOptions, RuntimeConfig};
 
@@ -27,21 +27,8 @@ pub struct Args {
     /// exactly the model's F numeric columns), for features models.
     #[arg(long)]
     pub features: Option<PathBuf>,
-    /// User id column.
-    #[arg(long, default_value = "user_id")]
-    pub user_col: String,
-    /// Item id column.
-    #[arg(long, default_value = "item_id")]
-    pub item_col: String,
-    /// Optional time column (histories are ordered by it; file order otherwise).
-    #[arg(long)]
-    pub time_col: Option<String>,
-    /// Optional weight column, used as per-item weights.
-    #[arg(long)]
-    pub weight_col: Option<String>,
-    /// Field delimiter (default: tab for .tsv/.inter files, comma otherwise).
-    #[arg(long)]
-    pub delimiter: Option<char>,
+    #[command(flatten)]
+    pub columns: crate::columns::Columns,
     /// Output `.npy` file; user ids go to `<out>.ids.txt`.
     #[arg(long)]
     pub out: PathBuf,
@@ -58,10 +45,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(m) => m.clone(),
         None => paths::model("ml100k-seq.onnx")?,
     };
-    let delimiter = a
-        .delimiter
-        .map(|c| u8::try_from(c).map_err(|_| format!("delimiter {c:?} is not a single byte")))
-        .transpose()?;
+    let delimiter = a.columns.delimiter_byte()?;
     let encoder = Encoder::load(
         &model,
         &EncoderOptions {
@@ -77,22 +61,15 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .features
             .as_deref()
             .ok_or("pass --interactions or --features")?;
-        return encode_features(&encoder, path, &a.user_col, delimiter, &a.out);
+        return encode_features(&encoder, path, &a.columns.user_col, delimiter, &a.out);
     };
-    let spec = InteractionsSpec {
-        user_col: a.user_col.clone(),
-        item_col: a.item_col.clone(),
-        weight_col: a.weight_col.clone(),
-        time_col: a.time_col.clone(),
-        delimiter,
-    };
-    let log = Interactions::load(interactions, &spec)?;
+    let log = Interactions::load(interactions, &a.columns.spec()?)?;
     let histories = log.histories();
     let pb = progress::bar(histories.len() as u64, "encoding");
     let mut data = Vec::with_capacity(histories.len() * encoder.dim());
     let mut unknown = 0;
     for chunk in histories.chunks(4096) {
-        let enc = encoder.encode_histories(chunk, a.weight_col.is_some())?;
+        let enc = encoder.encode_histories(chunk, a.columns.weight_col.is_some())?;
         unknown += enc.stats.unknown_items;
         data.extend_from_slice(&enc.embeddings);
         pb.inc(chunk.len() as u64);

@@ -39,15 +39,8 @@ pub struct LookalikeArgs {
     /// Interactions file (CSV/TSV with a header).
     #[arg(long, requires = "labels")]
     pub interactions: Option<PathBuf>,
-    /// User id column of the interactions.
-    #[arg(long, default_value = "user_id")]
-    pub user_col: String,
-    /// Item id column of the interactions.
-    #[arg(long, default_value = "item_id")]
-    pub item_col: String,
-    /// Time column of the interactions.
-    #[arg(long)]
-    pub time_col: Option<String>,
+    #[command(flatten)]
+    pub columns: crate::columns::Columns,
     /// User → segment labels file.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -176,15 +169,9 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let (Some(inter), Some(labels)) = (&a.interactions, &a.labels) else {
             return Err("pass --movielens, or --interactions and --labels".into());
         };
-        let spec = InteractionsSpec {
-            user_col: a.user_col.clone(),
-            item_col: a.item_col.clone(),
-            time_col: a.time_col.clone(),
-            ..Default::default()
-        };
-        let log = Interactions::load(inter, &spec)?;
+        let log = Interactions::load(inter, &a.columns.spec()?)?;
         let space = build_space(&encoder, &log.histories())?;
-        let labels = Labels::load(labels, &a.user_col, &a.label_col, None)?;
+        let labels = Labels::load(labels, &a.columns.user_col, &a.label_col, None)?;
         let segments: Vec<(String, Vec<u64>)> = labels
             .segments
             .into_iter()

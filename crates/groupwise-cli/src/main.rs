@@ -9,7 +9,9 @@
 //! * `groupwise bench encode|index`: benchmark rows (JSON lines) that
 //!   bench/report.py sets next to the Python peers.
 
+mod alloc;
 mod bench;
+mod columns;
 mod demo;
 mod encode;
 mod eval;
@@ -51,6 +53,9 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::Command),
 }
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

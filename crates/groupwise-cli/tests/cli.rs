@@ -91,18 +91,26 @@ fn encode_then_neighbors_on_a_small_log() {
     );
 }
 
-#[test]
-fn malformed_input_is_reported_with_file_and_line() {
+/// `groupwise encode` on a log written to a fresh folder as `name`.
+fn encode_log(name: &str, log: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log_path = dir.path().join("bad.csv");
-    std::fs::write(&log_path, "user_id,item_id\n1,2\n3\n").expect("write");
-    let res = groupwise(&[
+    let log_path = dir.path().join(name);
+    std::fs::write(&log_path, log).expect("write");
+    let out = dir.path().join("x.npy");
+    let mut args = vec![
         "encode",
         "--interactions",
         log_path.to_str().expect("utf-8"),
         "--out",
-        dir.path().join("x.npy").to_str().expect("utf-8"),
-    ]);
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    groupwise(&args)
+}
+
+#[test]
+fn malformed_input_is_reported_with_file_and_line() {
+    let res = encode_log("bad.csv", "user_id,item_id\n1,2\n3\n", &[]);
     assert!(!res.status.success());
     let err = text(&res.stderr);
     assert!(err.contains("bad.csv:3:"), "{err}");
@@ -110,18 +118,11 @@ fn malformed_input_is_reported_with_file_and_line() {
 
 #[test]
 fn missing_runtime_is_a_clear_error_from_the_command() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log_path = dir.path().join("log.csv");
-    std::fs::write(&log_path, "user_id,item_id\n1,2\n").expect("write");
-    let res = groupwise(&[
-        "encode",
-        "--interactions",
-        log_path.to_str().expect("utf-8"),
-        "--out",
-        dir.path().join("x.npy").to_str().expect("utf-8"),
-        "--ort-lib",
-        "/nonexistent/libonnxruntime.so",
-    ]);
+    let res = encode_log(
+        "log.csv",
+        "user_id,item_id\n1,2\n",
+        &["--ort-lib", "/nonexistent/libonnxruntime.so"],
+    );
     assert!(!res.status.success());
     let err = text(&res.stderr);
     assert!(

@@ -60,7 +60,7 @@ impl KnnGraph {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Self::from_lists(users, node_of, &lists, k))
+        Self::from_lists(users, node_of, &lists, k)
     }
 
     /// A graph from explicit neighbour lists (`lists[i]` = neighbours of
@@ -86,7 +86,7 @@ impl KnnGraph {
             .map(|(i, &u)| (u, i as u32))
             .collect();
         let k = lists.iter().map(Vec::len).max().unwrap_or(0);
-        Ok(Self::from_lists(users, node_of, lists, k))
+        Self::from_lists(users, node_of, lists, k)
     }
 
     fn from_lists(
@@ -94,7 +94,7 @@ impl KnnGraph {
         node_of: HashMap<u64, u32>,
         lists: &[Vec<(u32, f32)>],
         k: usize,
-    ) -> Self {
+    ) -> Result<Self> {
         let mut edges: Vec<(u32, u32, f32)> =
             Vec::with_capacity(lists.iter().map(Vec::len).sum::<usize>() * 2);
         for (i, list) in lists.iter().enumerate() {
@@ -108,16 +108,17 @@ impl KnnGraph {
         edges.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(b.2.total_cmp(&a.2)));
         // Keep one edge per ordered pair: the first after sorting has the larger weight.
         edges.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
-        let mut csr: Csr<(), f32, Directed, u32> = Csr::with_nodes(users.len());
-        for (a, b, w) in edges {
-            csr.add_edge(a, b, w);
-        }
-        KnnGraph {
+        // Built in one pass from the sorted edge list (adding edges one by one
+        // is quadratic). Trailing users without edges are simply absent from
+        // the CSR; `neighbors` answers them with an empty list.
+        let csr = Csr::from_sorted_edges(&edges)
+            .map_err(|_| Error::invalid("lists", "internal: kNN graph edges were not sorted"))?;
+        Ok(KnnGraph {
             users,
             node_of,
             csr,
             k,
-        }
+        })
     }
 
     /// Number of nodes (users).

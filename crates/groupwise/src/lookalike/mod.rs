@@ -10,7 +10,7 @@
 //! | [`Scorer::KnnDensity`] | mean similarity to the `k` nearest seeds | `n·m'·d` (`m'` ≤ `knn_max_seeds`) | the seeds are several tastes at once (multi-modal), where a centroid or any linear model points between them |
 //! | [`Scorer::Classifier`] (default) | logistic regression, seeds vs a random population sample | `(m + negatives)·d²` to fit, `n·d` to score | what separates seeds from everyone else is a direction (demographics, genre taste): best on 24 of 30 MovieLens segments (EVALUATION.md); the approach of production lookalike systems and UNICON's classifier head |
 //! | [`Scorer::Diffusion`] | personalised PageRank from the seeds over the kNN graph | `iterations · edges` | multi-modal seeds and segments that follow the graph's local structure; needs a [`KnnGraph`] |
-//! | [`Scorer::Fusion`] | mean-rank fusion of kNN density, classifier (and diffusion with a graph) | sum of its parts | a hedge: within 0.03 AUC of the classifier on real segments, and still 0.80 precise on multi-modal seeds where the classifier drops to 0.36 |
+//! | [`Scorer::Fusion`] | mean-rank fusion of kNN density, classifier (and diffusion with a graph) | sum of its parts | a hedge: 0.03-0.08 AUC below the classifier on real segments, but still 0.80 precise on multi-modal seeds where the classifier drops to 0.36 |
 //!
 //! The default is the classifier because the evaluation says so: fusion was
 //! built to be the default and did not win (see EVALUATION.md).

@@ -202,23 +202,30 @@ fn diffusion(
     }
     let alpha = config.restart.clamp(1e-6, 1.0);
     let mut r = e.clone();
+    let mut sent = vec![0.0f64; n];
     for _ in 0..config.iterations {
+        // What each node sends along one unit of edge weight this step.
+        sent.par_iter_mut().enumerate().for_each(|(u, x)| {
+            *x = if degree[u] > 0.0 {
+                r[u] / degree[u]
+            } else {
+                0.0
+            };
+        });
         // Pull form (the graph is symmetric): every node sums what its
         // neighbours send; parallel over nodes, no atomics.
-        let next: Vec<f64> = (0..n)
+        r = (0..n)
             .into_par_iter()
             .map(|v| {
                 let (nbrs, ws) = graph.neighbors(v as u32);
                 let inflow: f64 = nbrs
                     .iter()
                     .zip(ws)
-                    .filter(|(&u, _)| degree[u as usize] > 0.0)
-                    .map(|(&u, &w)| r[u as usize] * f64::from(w) / degree[u as usize])
+                    .map(|(&u, &w)| sent[u as usize] * f64::from(w))
                     .sum();
                 alpha * e[v] + (1.0 - alpha) * inflow
             })
             .collect();
-        r = next;
     }
     let cent = centroid(pop, seeds, candidates);
     Ok(candidates
