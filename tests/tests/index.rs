@@ -51,6 +51,28 @@ fn recall_at_10_on_100k_clustered_vectors() {
     let approx = index.search_batch(&queries, 10, &graph()).expect("graph");
     let recall = recall_at_k(&approx, &truth);
     assert!(recall >= 0.95, "recall@10 = {recall:.4} at the default ef");
+    // Calibration on half of the queries picks the smallest ef that reaches
+    // the target, and that ef carries over to the other half.
+    let (calib, check) = queries.split_at(250 * 64);
+    let cal = index
+        .calibrate_ef(calib, 0.95, 10, 1024)
+        .expect("calibrate");
+    assert!(cal.reached && cal.recall >= 0.95, "{cal:?}");
+    assert_eq!(index.ef_search(), cal.ef);
+    assert!(
+        cal.ef < 64,
+        "the default ef 64 is more than this population needs: {cal:?}"
+    );
+    let truth2 = index.exact_search_batch(check, 10).expect("exact");
+    let again = recall_at_k(
+        &index.search_batch(check, 10, &graph()).expect("graph"),
+        &truth2,
+    );
+    assert!(
+        again >= 0.93,
+        "recall@10 = {again:.4} on held-out queries at the calibrated ef {}",
+        cal.ef
+    );
     // The exact path is the ground truth: it agrees with a naive scan.
     let q = &queries[..64];
     let mut naive: Vec<(f32, u64)> = (0..100_000)

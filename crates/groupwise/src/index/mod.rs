@@ -26,6 +26,7 @@ mod distance;
 mod exact;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hnsw_rs::prelude::Hnsw;
 use parking_lot::RwLock;
@@ -204,6 +205,9 @@ struct Inner {
 /// Users' embeddings with approximate and exact nearest-neighbour search.
 pub struct UserIndex {
     config: IndexConfig,
+    /// The default search width in force (starts at `config.ef_search`;
+    /// [`UserIndex::calibrate_ef`] changes it).
+    ef_search: AtomicUsize,
     inner: RwLock<Inner>,
 }
 
@@ -241,8 +245,14 @@ impl UserIndex {
                 rebuilds: 0,
                 graph,
             }),
+            ef_search: AtomicUsize::new(config.ef_search),
             config,
         })
+    }
+
+    /// The default search width in force (see [`calibrate_ef`](Self::calibrate_ef)).
+    pub fn ef_search(&self) -> usize {
+        self.ef_search.load(Ordering::Relaxed)
     }
 
     /// The configuration.
@@ -519,7 +529,7 @@ impl UserIndex {
         };
 
         let mut exact = self.use_exact(inner, options);
-        let mut ef = options.ef.unwrap_or(self.config.ef_search).max(k);
+        let mut ef = options.ef.unwrap_or_else(|| self.ef_search()).max(k);
         if let (Some(f), false) = (filter, exact) {
             let share = self.filter_share(inner, &f);
             if options.mode == SearchMode::Auto
@@ -616,6 +626,74 @@ fn to_neighbors(inner: &Inner, scored: Vec<Scored>) -> Vec<Neighbor> {
             similarity: s.sim.clamp(-1.0, 1.0),
         })
         .collect()
+}
+
+/// The result of [`UserIndex::calibrate_ef`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// The `ef` put in force: the smallest tried `ef` whose recall reached
+    /// the target (or the largest tried).
+    pub ef: usize,
+    /// recall@k measured on the calibration queries at that `ef`.
+    pub recall: f64,
+    /// Whether the target was reached.
+    pub reached: bool,
+}
+
+impl UserIndex {
+    /// Finds the smallest search width that reaches `target` recall@`k` on a
+    /// sample of queries, and makes it the default `ef_search`.
+    ///
+    /// HNSW recall at a given `ef` falls as the population grows (and hnsw_rs
+    /// falls faster than other HNSW libraries, BENCHMARKS.md), so no fixed
+    /// default is right for every size: call this after large builds with a
+    /// few hundred queries like the ones the host will send (recent users'
+    /// embeddings, fresh encodings). Indexed users themselves make poor
+    /// calibration queries: they are graph nodes whose neighbours are their own
+    /// links, so they reach any target at a far smaller `ef` than new queries.
+    /// The graph is searched at `ef` = k, 2k, 4k, ... up to `max_ef` and
+    /// compared with exact search. Without a graph nothing changes.
+    pub fn calibrate_ef(
+        &self,
+        queries: &[f32],
+        target: f64,
+        k: usize,
+        max_ef: usize,
+    ) -> Result<Calibration> {
+        if !(0.0..=1.0).contains(&target) || k == 0 {
+            return Err(Error::invalid(
+                "calibrate_ef",
+                "target must be in [0, 1] and k >= 1",
+            ));
+        }
+        if queries.is_empty() || !self.config.build_graph {
+            return Ok(Calibration {
+                ef: self.ef_search(),
+                recall: 1.0,
+                reached: true,
+            });
+        }
+        let truth = self.exact_search_batch(queries, k)?;
+        let mut ef = k;
+        let best = loop {
+            let opts = SearchOptions {
+                ef: Some(ef),
+                mode: SearchMode::Approximate,
+                ..Default::default()
+            };
+            let recall = recall_at_k(&self.search_batch(queries, k, &opts)?, &truth);
+            if recall >= target || ef >= max_ef.max(k) {
+                break Calibration {
+                    ef,
+                    recall,
+                    reached: recall >= target,
+                };
+            }
+            ef = (ef * 2).min(max_ef.max(k));
+        };
+        self.ef_search.store(best.ef, Ordering::Relaxed);
+        Ok(best)
+    }
 }
 
 /// A read-only view of every live user, for scorers that look at the whole
