@@ -390,6 +390,18 @@ impl ModelContract {
         }
     }
 
+    /// The model index an item is fed as, by the documented rule: its
+    /// vocabulary index; an unknown item (or one mapping to the padding id)
+    /// becomes `unknown_id`, or `None` (dropped) when the model has none. The
+    /// flag says whether the item was unknown.
+    #[inline]
+    pub fn feed_index(&self, item: u64) -> (Option<i64>, bool) {
+        match self.item_index(item) {
+            Some(ix) if ix != self.padding_id => (Some(ix), false),
+            _ => (self.unknown_id, true),
+        }
+    }
+
     /// Number of items the vocabulary knows (0 without a vocabulary).
     pub fn vocab_len(&self) -> usize {
         self.vocab.as_ref().map_or(0, Vocab::len)

@@ -363,13 +363,8 @@ impl Encoder {
                     let mut any = false;
                     for (i, &item) in h.items.iter().enumerate() {
                         let w = if use_weights { h.weights[i] } else { 1.0 };
-                        let col = match c.item_index(item) {
-                            Some(ix) if ix != c.padding_id => Some(ix),
-                            _ => {
-                                unknown += 1;
-                                c.unknown_id
-                            }
-                        };
+                        let (col, unknown_item) = c.feed_index(item);
+                        unknown += u64::from(unknown_item);
                         if let Some(col) =
                             col.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < f)
                         {
@@ -422,18 +417,11 @@ impl Encoder {
             let start = flat_ids.len();
             for (j, &item) in s.items.iter().enumerate() {
                 let w = s.weights.map_or(1.0, |w| w[j]);
-                match c.item_index(item) {
-                    Some(ix) if ix != c.padding_id => {
-                        flat_ids.push(ix);
-                        flat_w.push(w);
-                    }
-                    _ => {
-                        stats.unknown_items += 1;
-                        if let Some(unk) = c.unknown_id {
-                            flat_ids.push(unk);
-                            flat_w.push(w);
-                        }
-                    }
+                let (ix, unknown_item) = c.feed_index(item);
+                stats.unknown_items += u64::from(unknown_item);
+                if let Some(ix) = ix {
+                    flat_ids.push(ix);
+                    flat_w.push(w);
                 }
             }
             let mut span = (start, flat_ids.len());

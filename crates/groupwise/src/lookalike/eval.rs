@@ -216,22 +216,11 @@ pub fn evaluate_segment(
                     score_candidates(index, graph, &req, lookalike)?
                 }
                 Method::Random | Method::Activity => {
+                    // Baselines rank the same candidates without scoring them.
                     let req = LookalikeRequest::new(Seeds::Users(seeds), Size::Count(0));
-                    let cfg = LookalikeConfig {
-                        min_seeds: 1,
-                        ..lookalike.clone()
-                    };
-                    let mut s = score_candidates(
-                        index,
-                        None,
-                        &LookalikeRequest {
-                            scorer: Scorer::Centroid,
-                            ..req
-                        },
-                        &cfg,
-                    )?;
-                    if *method == Method::Random {
-                        s.scores.iter_mut().for_each(|x| *x = rng.random::<f64>());
+                    let ids = super::candidate_ids(index, &req, seeds);
+                    let scores = if *method == Method::Random {
+                        ids.iter().map(|_| rng.random::<f64>()).collect()
                     } else {
                         let act = activity.ok_or_else(|| {
                             Error::invalid(
@@ -239,11 +228,16 @@ pub fn evaluate_segment(
                                 "the activity baseline needs activity counts",
                             )
                         })?;
-                        for (x, id) in s.scores.iter_mut().zip(&s.ids) {
-                            *x = act.get(id).copied().unwrap_or(0.0);
-                        }
+                        ids.iter()
+                            .map(|id| act.get(id).copied().unwrap_or(0.0))
+                            .collect()
+                    };
+                    Scores {
+                        ids,
+                        scores,
+                        seeds_used: seeds.len(),
+                        unknown_seeds: Vec::new(),
                     }
-                    s
                 }
             };
             acc[m].push(rank_metrics(&scores, &|id| hidden.contains(&id), &ks));
@@ -309,10 +303,7 @@ pub fn later_category_fans(
         }
         per_user.push((h.user, counts, n));
     }
-    let all_items: f64 = histories
-        .iter()
-        .map(|h| (h.items.len() - split_point(h.items.len(), split)) as f64)
-        .sum();
+    let all_items: f64 = per_user.iter().map(|(_, _, n)| n).sum();
     let mut out = Vec::new();
     for c in 0..cats {
         let base = total[c] / all_items.max(1.0);

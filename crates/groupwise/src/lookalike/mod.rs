@@ -370,35 +370,69 @@ pub fn score_candidates(
     request: &LookalikeRequest<'_>,
     config: &LookalikeConfig,
 ) -> Result<Scores> {
+    index.with_population(|pop| score_in(pop, graph, request, config).map(|(scores, _)| scores))
+}
+
+/// The candidates of a request: live users that are not seeds, not excluded,
+/// and pass the filter, in slot order.
+fn candidates_in(
+    pop: &Population<'_>,
+    seed_users: &[u64],
+    request: &LookalikeRequest<'_>,
+) -> Vec<usize> {
+    let seed_set: HashSet<u64> = seed_users.iter().copied().collect();
+    pop.live_slots()
+        .filter(|&s| {
+            let id = pop.id(s);
+            !seed_set.contains(&id)
+                && request.exclude.is_none_or(|e| !e.contains(&id))
+                && request.candidates.is_none_or(|f| f.keeps(id))
+        })
+        .collect()
+}
+
+/// Scores every candidate on one consistent view of the population, and
+/// returns the resolved seeds too (explanations reuse them).
+fn score_in(
+    pop: &Population<'_>,
+    graph: Option<&KnnGraph>,
+    request: &LookalikeRequest<'_>,
+    config: &LookalikeConfig,
+) -> Result<(Scores, SeedSet)> {
     if request.scorer == Scorer::Diffusion && graph.is_none() {
         return Err(Error::invalid(
             "scorer",
             "diffusion needs a kNN graph (KnnGraph::build)",
         ));
     }
+    let mut seeds = resolve_seeds(pop, &request.seeds, config)?;
+    let candidates = candidates_in(pop, &seeds.users, request);
+    if candidates.is_empty() {
+        return Err(Error::EmptyPopulation);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let scores = scorers::score(pop, graph, &seeds, &candidates, request, config, &mut rng)?;
+    let scores = Scores {
+        ids: candidates.iter().map(|&s| pop.id(s)).collect(),
+        scores,
+        seeds_used: seeds.len(),
+        unknown_seeds: std::mem::take(&mut seeds.unknown),
+    };
+    Ok((scores, seeds))
+}
+
+/// Ids of the candidates a request would score, in the order of
+/// [`Scores::ids`] (the evaluation's baselines rank these without scoring).
+pub(crate) fn candidate_ids(
+    index: &UserIndex,
+    request: &LookalikeRequest<'_>,
+    seed_users: &[u64],
+) -> Vec<u64> {
     index.with_population(|pop| {
-        let seeds = resolve_seeds(pop, &request.seeds, config)?;
-        let seed_set: HashSet<u64> = seeds.users.iter().copied().collect();
-        let candidates: Vec<usize> = pop
-            .live_slots()
-            .filter(|&s| {
-                let id = pop.id(s);
-                !seed_set.contains(&id)
-                    && request.exclude.is_none_or(|e| !e.contains(&id))
-                    && request.candidates.is_none_or(|f| f.keeps(id))
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Err(Error::EmptyPopulation);
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
-        let scores = scorers::score(pop, graph, &seeds, &candidates, request, config, &mut rng)?;
-        Ok(Scores {
-            ids: candidates.iter().map(|&s| pop.id(s)).collect(),
-            scores,
-            seeds_used: seeds.len(),
-            unknown_seeds: seeds.unknown,
-        })
+        candidates_in(pop, seed_users, request)
+            .into_iter()
+            .map(|s| pop.id(s))
+            .collect()
     })
 }
 
@@ -420,58 +454,53 @@ pub fn expand(
         }
         Size::Level(l) => (l.fraction() * index.len() as f64).ceil() as usize,
     };
-    let scores = score_candidates(index, graph, request, config)?;
-    let top = scores.top(n);
-    let mut users: Vec<Expanded> = top
-        .iter()
-        .enumerate()
-        .map(|(r, &i)| Expanded {
-            id: scores.ids[i],
-            score: scores.scores[i],
-            rank: r + 1,
-            nearest_seeds: Vec::new(),
+    index.with_population(|pop| {
+        let (scores, seeds) = score_in(pop, graph, request, config)?;
+        let top = scores.top(n);
+        let mut users: Vec<Expanded> = top
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| Expanded {
+                id: scores.ids[i],
+                score: scores.scores[i],
+                rank: r + 1,
+                nearest_seeds: Vec::new(),
+            })
+            .collect();
+        if request.explain && !users.is_empty() {
+            explain(pop, &mut users, &seeds, config)?;
+        }
+        Ok(Expansion {
+            users,
+            seeds_used: scores.seeds_used,
+            unknown_seeds: scores.unknown_seeds,
+            candidates: scores.ids.len(),
         })
-        .collect();
-    if request.explain && !users.is_empty() {
-        explain(index, &mut users, &request.seeds, config)?;
-    }
-    Ok(Expansion {
-        users,
-        seeds_used: scores.seeds_used,
-        unknown_seeds: scores.unknown_seeds,
-        candidates: scores.ids.len(),
     })
 }
 
 /// Attaches each user's nearest seeds (exact, over every seed).
 fn explain(
-    index: &UserIndex,
+    pop: &Population<'_>,
     users: &mut [Expanded],
-    seeds: &Seeds<'_>,
+    set: &SeedSet,
     config: &LookalikeConfig,
 ) -> Result<()> {
-    index.with_population(|pop| {
-        let relaxed = LookalikeConfig {
-            min_seeds: 1,
-            ..config.clone()
-        };
-        let set = resolve_seeds(pop, seeds, &relaxed)?;
-        let dim = pop.dim();
-        let mut queries = Vec::with_capacity(users.len() * dim);
-        for u in users.iter() {
-            let slot = pop.slot_of(u.id).ok_or(Error::UnknownUser(u.id))?;
-            queries.extend_from_slice(pop.vector(slot));
-        }
-        let near = exact_top_k(&set.vectors, dim, &queries, config.explain_k.max(1));
-        for (u, list) in users.iter_mut().zip(near) {
-            u.nearest_seeds = list
-                .into_iter()
-                .map(|(row, sim)| SeedMatch {
-                    seed: set.labels[row],
-                    similarity: sim,
-                })
-                .collect();
-        }
-        Ok(())
-    })
+    let dim = pop.dim();
+    let mut queries = Vec::with_capacity(users.len() * dim);
+    for u in users.iter() {
+        let slot = pop.slot_of(u.id).ok_or(Error::UnknownUser(u.id))?;
+        queries.extend_from_slice(pop.vector(slot));
+    }
+    let near = exact_top_k(&set.vectors, dim, &queries, config.explain_k.max(1));
+    for (u, list) in users.iter_mut().zip(near) {
+        u.nearest_seeds = list
+            .into_iter()
+            .map(|(row, sim)| SeedMatch {
+                seed: set.labels[row],
+                similarity: sim,
+            })
+            .collect();
+    }
+    Ok(())
 }
