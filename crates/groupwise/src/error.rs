@@ -111,6 +111,23 @@ pub enum Error {
     )]
     EmptyPopulation,
 
+    /// A segment id is not served (never existed, retired by a rebuild, or
+    /// dissolved under the privacy floor).
+    #[error("segment {0} does not exist; list the current segments with `Segments::ids`")]
+    UnknownSegment(u32),
+
+    /// Too few users to form even one segment of the minimum (privacy floor) size.
+    #[error(
+        "{users} users cannot form a segment of at least {floor} users (the privacy floor); \
+         add users or lower SegmentConfig::min_size"
+    )]
+    BelowPrivacyFloor {
+        /// Users available.
+        users: usize,
+        /// The configured minimum segment size.
+        floor: usize,
+    },
+
     /// An argument is out of its documented range.
     #[error("invalid argument `{name}`: {problem}")]
     InvalidArgument {

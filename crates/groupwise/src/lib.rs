@@ -14,6 +14,8 @@
 //! * [`lookalike`]: seed-segment expansion (centroid, kNN density, classifier,
 //!   graph diffusion, rank fusion) and its held-out evaluation.
 //! * [`graph`]: the kNN graph of users (petgraph), for diffusion and communities.
+//! * [`segments`]: data-driven segments (Leiden/Louvain communities or spherical
+//!   k-means) with a privacy floor, profiles, online assignment and stable ids.
 //! * [`data`]: loaders for interaction logs and item metadata.
 //! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
 //!
@@ -49,6 +51,7 @@ pub mod index;
 pub mod io;
 pub mod lookalike;
 pub mod runtime;
+pub mod segments;
 pub mod vector;
 
 pub use encoder::{
@@ -57,3 +60,4 @@ pub use encoder::{
 pub use error::{Error, Result};
 pub use index::{Filter, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
 pub use runtime::RuntimeConfig;
+pub use segments::{Method, SegmentConfig, SegmentId, Segments};

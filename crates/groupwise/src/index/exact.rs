@@ -113,28 +113,7 @@ pub(crate) fn top_k_batch(
             for r0 in (0..rows).step_by(ROW_BLOCK) {
                 let n = ROW_BLOCK.min(rows - r0);
                 let x = &data[r0 * dim..(r0 + n) * dim];
-                // SAFETY: `q` holds m x dim values (row stride dim), `x` holds
-                // n x dim values read as its dim x n transpose (row stride 1,
-                // column stride dim), and `scores` has room for m x n values
-                // (row stride n); all three slices outlive the call.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        dim,
-                        n,
-                        1.0,
-                        q.as_ptr(),
-                        dim as isize,
-                        1,
-                        x.as_ptr(),
-                        1,
-                        dim as isize,
-                        0.0,
-                        scores.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
+                crate::vector::gemm_abt(q, m, x, n, dim, &mut scores);
                 for (qi, top) in tops.iter_mut().enumerate() {
                     for (j, &sim) in scores[qi * n..(qi + 1) * n].iter().enumerate() {
                         if eligible(r0 + j) {
