@@ -527,7 +527,7 @@ fn movielens_profiles_name_genres_that_are_really_over_represented() -> TestResu
             assert_eq!(g.label, meta.category_names[c]);
         }
         for w in p.top_categories.windows(2) {
-            assert!(w[0].lift >= w[1].lift);
+            assert!(w[0].lift_lower >= w[1].lift_lower);
         }
         // Items too: the share of segment users who rated it, over everyone's.
         for item in &p.top_items {

@@ -4,6 +4,7 @@
 //! * `groupwise encode`: interactions (or feature rows) → embeddings file.
 //! * `groupwise neighbors`: a user's nearest users from an embeddings file.
 //! * `groupwise lookalike`: expand a seed segment (seeds file in, ranked users out).
+//! * `groupwise segments`: discover segments (assignments, profiles, picture).
 //! * `groupwise eval lookalike`: the held-out evaluation of the lookalike scorers.
 //! * `groupwise synth`: clustered synthetic vectors for benchmarks.
 //! * `groupwise bench encode|index`: benchmark rows (JSON lines) that
@@ -18,7 +19,9 @@ mod eval;
 mod lookalike;
 mod neighbors;
 mod paths;
+mod plot;
 mod progress;
+mod segments;
 mod synth;
 
 use std::process::ExitCode;
@@ -44,6 +47,8 @@ enum Command {
     Neighbors(neighbors::Args),
     /// Expand a seed segment with the users most like it (seeds file in, ranked users out).
     Lookalike(lookalike::Args),
+    /// Discover segments in an embeddings file: assignments, profiles, a picture.
+    Segments(segments::Args),
     /// Built-in evaluations on real data (see EVALUATION.md).
     #[command(subcommand)]
     Eval(eval::Command),
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Encode(a) => encode::run(&a),
         Command::Neighbors(a) => neighbors::run(&a),
         Command::Lookalike(a) => lookalike::run(&a),
+        Command::Segments(a) => segments::run(&a),
         Command::Eval(c) => eval::run(&c),
         Command::Synth(a) => synth::run(&a),
         Command::Bench(c) => bench::run(&c),

@@ -11,8 +11,11 @@
 //!   population's share (interaction-level, because nearly every user touches
 //!   a broad category like "Drama" at least once).
 //!
-//! Items and categories below [`ProfileOptions::min_support`] are left out:
-//! a lift of 20 from two users describes those two users, not the segment.
+//! Items and categories below [`ProfileOptions::min_support`] are left out,
+//! and the rest are ranked by a *conservative* lift: the lower end of the 95 %
+//! Wilson interval of the segment share, over the population share. A lift of
+//! 6 from five users describes those five users; a lift of 2.5 from 80 users
+//! describes the segment, and ranks first.
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,6 +69,9 @@ pub struct Lift {
     pub label: String,
     /// Segment share over population share (> 1: over-represented).
     pub lift: f64,
+    /// The lower end of the 95 % Wilson interval of the segment share over
+    /// the population share: the ranking key (small supports count less).
+    pub lift_lower: f64,
     /// Segment users (items) or segment interactions (categories) behind it.
     pub support: u64,
     /// Share in the segment.
@@ -216,8 +222,8 @@ impl Segments {
     }
 }
 
-/// The `top` keys by lift (ties: more support, then lower key) among those
-/// with at least `min_support` segment count and lift above 1.
+/// The `top` keys by conservative lift (ties: more support, then lower key)
+/// among those with at least `min_support` segment count and lift above 1.
 fn top_lifts(
     segment: impl Iterator<Item = (u64, u64)>,
     segment_total: u64,
@@ -236,10 +242,12 @@ fn top_lifts(
             let segment_share = n as f64 / segment_total as f64;
             let population_share = population(key) as f64 / population_total as f64;
             let lift = segment_share / population_share;
+            let lift_lower = wilson_lower(n, segment_total) / population_share;
             (population_share > 0.0 && lift > 1.0).then(|| Lift {
                 key,
                 label: String::new(),
                 lift,
+                lift_lower,
                 support: n,
                 segment_share,
                 population_share,
@@ -247,8 +255,8 @@ fn top_lifts(
         })
         .collect();
     lifts.sort_by(|a, b| {
-        b.lift
-            .total_cmp(&a.lift)
+        b.lift_lower
+            .total_cmp(&a.lift_lower)
             .then(b.support.cmp(&a.support))
             .then(a.key.cmp(&b.key))
     });
@@ -257,4 +265,43 @@ fn top_lifts(
         l.label = label(l.key);
     }
     lifts
+}
+
+/// Lower end of the 95 % Wilson score interval for `k` successes in `n` trials.
+fn wilson_lower(k: u64, n: u64) -> f64 {
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = n as f64;
+    let p = k as f64 / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_lower_bound_matches_the_textbook_value() {
+        // 8 of 10: the 95 % Wilson interval is [0.4902, 0.9433].
+        assert!((wilson_lower(8, 10) - 0.490_16).abs() < 1e-4);
+        assert_eq!(wilson_lower(0, 10), 0.0);
+    }
+
+    #[test]
+    fn well_supported_lifts_rank_above_large_lifts_from_few_users() {
+        // Segment of 100 users: item 1 held by 5 (pop share 1 %), item 2 by 60
+        // (pop share 25 %).
+        let seg = [(1u64, 5u64), (2, 60)];
+        let pop = |k: u64| if k == 1 { 10 } else { 250 };
+        let top = top_lifts(seg.into_iter(), 100, pop, 1000, 5, 10, |k| k.to_string());
+        assert_eq!(top.len(), 2);
+        assert!(top[1].lift > top[0].lift, "raw lift favours the rare item");
+        assert_eq!(
+            top[0].key, 2,
+            "the conservative lift ranks the supported one first"
+        );
+        assert!((top[0].lift - 2.4).abs() < 1e-12);
+    }
 }
