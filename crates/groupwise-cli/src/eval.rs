@@ -25,6 +25,9 @@ use crate::progress;
 pub enum Command {
     /// Seed-held-out evaluation of lookalike scorers.
     Lookalike(LookalikeArgs),
+    /// Quality, stability and speed of data-driven segments (vs leidenalg and
+    /// scikit-learn with --peers).
+    Segments(crate::eval_segments::Args),
 }
 
 /// Arguments of `groupwise eval lookalike`.
@@ -70,6 +73,7 @@ pub struct LookalikeArgs {
 pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
     match c {
         Command::Lookalike(a) => lookalike(a),
+        Command::Segments(a) => crate::eval_segments::run(a),
     }
 }
 

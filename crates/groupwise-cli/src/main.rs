@@ -16,6 +16,7 @@ mod columns;
 mod demo;
 mod encode;
 mod eval;
+mod eval_segments;
 mod lookalike;
 mod neighbors;
 mod paths;

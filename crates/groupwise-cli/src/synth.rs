@@ -37,6 +37,9 @@ pub struct Args {
     /// Output `.npy` for the queries.
     #[arg(long)]
     pub queries_out: PathBuf,
+    /// Also write each vector's cluster (one per line) here.
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
 }
 
 /// `n` unit vectors from the mixture, row-major.
@@ -47,12 +50,25 @@ pub fn clustered(
     spread: f32,
     rng: &mut impl Rng,
 ) -> Vec<f32> {
+    clustered_with_labels(n, dim, centres, spread, rng).0
+}
+
+/// `n` unit vectors from the mixture, row-major, and the cluster of each.
+pub fn clustered_with_labels(
+    n: usize,
+    dim: usize,
+    centres: &[f32],
+    spread: f32,
+    rng: &mut impl Rng,
+) -> (Vec<f32>, Vec<usize>) {
     let k = centres.len() / dim;
     let noise =
         Normal::new(0.0f32, spread).unwrap_or_else(|_| Normal::new(0.0, 1.0).expect("valid"));
     let mut out = Vec::with_capacity(n * dim);
+    let mut labels = Vec::with_capacity(n);
     for _ in 0..n {
         let c = rng.random_range(0..k);
+        labels.push(c);
         let start = out.len();
         for d in 0..dim {
             out.push(centres[c * dim + d] + noise.sample(rng));
@@ -67,7 +83,7 @@ pub fn clustered(
             *x /= norm;
         }
     }
-    out
+    (out, labels)
 }
 
 /// Mixture centres, row-major.
@@ -82,8 +98,12 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     let c = centres(a.clusters, a.dim, &mut rng);
-    let data = clustered(a.n, a.dim, &c, a.spread, &mut rng);
+    let (data, labels) = clustered_with_labels(a.n, a.dim, &c, a.spread, &mut rng);
     write_npy(&a.out, &data, a.n, a.dim)?;
+    if let Some(p) = &a.labels_out {
+        let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     let q = clustered(a.queries, a.dim, &c, a.spread, &mut rng);
     write_npy(&a.queries_out, &q, a.queries, a.dim)?;
     eprintln!(

@@ -133,7 +133,9 @@ fn missing_runtime_is_a_clear_error_from_the_command() {
 
 #[test]
 fn demo_runs_on_movielens_and_checks_the_index() {
-    let res = groupwise(&["demo"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let picture = dir.path().join("segments.svg");
+    let res = groupwise(&["demo", "--picture", picture.to_str().expect("utf-8")]);
     let stdout = text(&res.stdout);
     assert!(res.status.success(), "{}\n{}", stdout, text(&res.stderr));
     assert!(
@@ -149,6 +151,19 @@ fn demo_runs_on_movielens_and_checks_the_index() {
         .expect("recall line");
     assert!(recall >= 0.95, "{stdout}");
     assert!(stdout.contains("shares top genres"), "{stdout}");
+    // Segments: every one at or above the demo's floor of 30, named by genres,
+    // and a picture with one point per user.
+    let sizes: Vec<usize> = stdout
+        .lines()
+        .filter(|l| l.starts_with("segment "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert!(sizes.len() >= 3, "{stdout}");
+    assert!(sizes.iter().all(|&s| s >= 30), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 943);
+    assert!(stdout.contains("over-represented genres:"), "{stdout}");
+    let svg = std::fs::read_to_string(&picture).expect("picture written");
+    assert_eq!(svg.matches("<circle").count(), 943);
 }
 
 #[test]
@@ -276,4 +291,169 @@ fn eval_lookalike_reports_every_scorer_and_baseline_on_movielens() {
     ] {
         assert!(out.contains(needle), "missing {needle:?}");
     }
+}
+
+/// Three tight clusters on the first three axes (ids name their cluster),
+/// saved as an embeddings file.
+fn three_clusters(dir: &Path) -> PathBuf {
+    let dim = 8;
+    let mut ids = Vec::new();
+    let mut data = Vec::new();
+    for c in 0..3 {
+        for i in 0..200 {
+            ids.push(format!("c{c}-u{i}"));
+            for d in 0..dim {
+                // Distinct pseudo-random jitter per user and axis (1009 is prime).
+                let jitter = (((i * 7919 + d * 104_729) % 1009) as f32 / 1009.0 - 0.5) * 0.1;
+                data.push(if d == c { 1.0 } else { 0.0 } + jitter);
+            }
+        }
+    }
+    let emb = dir.join("e.npy");
+    groupwise::io::EmbeddingTable { ids, data, dim }
+        .save(&emb)
+        .expect("save");
+    emb
+}
+
+#[test]
+fn segments_command_writes_assignments_profiles_and_a_picture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emb = three_clusters(dir.path());
+    // Cluster c mostly watches items of category g{c}; everyone watches item 100.
+    let mut log = String::from("user_id,item_id\n");
+    let mut items = String::from("item_id,genre,title\n");
+    for c in 0..3 {
+        for i in 0..200 {
+            for k in 0..3 {
+                log.push_str(&format!("c{c}-u{i},{}\n", c * 10 + (i + k) % 5));
+            }
+            log.push_str(&format!("c{c}-u{i},100\n"));
+        }
+        for k in 0..5 {
+            items.push_str(&format!("{},g{c},movie {c}-{k}\n", c * 10 + k));
+        }
+    }
+    items.push_str("100,g9,everyone's movie\n");
+    std::fs::write(dir.path().join("log.csv"), log).expect("write");
+    std::fs::write(dir.path().join("items.csv"), items).expect("write");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    for method in ["leiden", "kmeans"] {
+        let res = groupwise(&[
+            "segments",
+            "--embeddings",
+            emb.to_str().expect("utf-8"),
+            "--method",
+            method,
+            "--clusters",
+            "3",
+            // Leiden splits a uniform blob into several communities; a floor
+            // of 150 merges them back along the graph (clusters share no edges).
+            "--min-size",
+            "150",
+            "--interactions",
+            &path("log.csv"),
+            "--items",
+            &path("items.csv"),
+            "--category-col",
+            "genre",
+            "--title-col",
+            "title",
+            "--assignments",
+            &path("seg.tsv"),
+            "--profiles",
+            &path("seg.json"),
+            "--picture",
+            &path("seg.svg"),
+        ]);
+        assert!(res.status.success(), "{method}: {}", text(&res.stderr));
+        let assignments = std::fs::read_to_string(path("seg.tsv")).expect("assignments");
+        let mut segment_of_cluster = std::collections::HashMap::new();
+        for line in assignments.lines().skip(1) {
+            let (user, seg) = line.split_once('\t').expect("two columns");
+            let cluster = &user[..2];
+            let known = segment_of_cluster
+                .entry(cluster.to_string())
+                .or_insert(seg.to_string());
+            assert_eq!(known, seg, "{method}: {user} is not with its cluster");
+        }
+        assert_eq!(assignments.lines().count(), 601);
+        assert_eq!(segment_of_cluster.len(), 3);
+        let profiles: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path("seg.json")).expect("profiles"))
+                .expect("JSON");
+        for p in profiles["segments"].as_array().expect("segments") {
+            let id = p["id"].to_string();
+            let cluster = segment_of_cluster
+                .iter()
+                .find(|(_, s)| **s == id)
+                .map(|(c, _)| c.clone())
+                .expect("segment of a cluster");
+            let top = &p["top_categories"][0];
+            assert_eq!(top["label"], format!("g{}", &cluster[1..]), "{method}: {p}");
+            assert!(
+                (top["lift"].as_f64().expect("lift") - 3.0).abs() < 1e-9,
+                "{p}"
+            );
+            assert!(p["top_items"][0]["label"]
+                .as_str()
+                .expect("title")
+                .starts_with("movie "));
+        }
+        let svg = std::fs::read_to_string(path("seg.svg")).expect("picture");
+        assert_eq!(svg.matches("<circle").count(), 600);
+    }
+    // Errors a user can make.
+    let res = groupwise(&[
+        "segments",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--method",
+        "dbscan",
+    ]);
+    assert!(!res.status.success());
+    assert!(
+        text(&res.stderr).contains("unknown method \"dbscan\""),
+        "{}",
+        text(&res.stderr)
+    );
+    let res = groupwise(&[
+        "segments",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--min-size",
+        "1000",
+    ]);
+    assert!(!res.status.success());
+    assert!(
+        text(&res.stderr).contains("privacy floor"),
+        "{}",
+        text(&res.stderr)
+    );
+}
+
+#[test]
+fn eval_segments_reports_every_method_on_movielens() {
+    let res = groupwise(&["eval", "segments", "--movielens", "--seeds", "2"]);
+    let out = text(&res.stdout);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    for needle in [
+        "| groupwise | leiden |",
+        "| groupwise | louvain |",
+        "| groupwise | kmeans (k=",
+        "leiden + floor 30",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in {out}");
+    }
+    // Leiden on this graph reaches a modularity well above 0.5 (measured 0.69).
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("| groupwise | leiden |"))
+        .expect("leiden row");
+    let modularity: f64 = row
+        .split('|')
+        .nth(4)
+        .and_then(|v| v.trim().parse().ok())
+        .expect("number");
+    assert!(modularity > 0.6, "{row}");
 }
