@@ -338,12 +338,14 @@ fn renumber(labels: &mut [u32]) {
     }
 }
 
+/// Indexes the users and builds the kNN graph; labels are filled in by the caller.
 fn build(
+    name: &str,
     ids: Vec<u64>,
     vectors: &[f32],
     dim: usize,
     a: &Args,
-) -> Result<(UserIndex, Vec<u64>, Vec<f32>, WeightedGraph, f64), Box<dyn std::error::Error>> {
+) -> Result<Data, Box<dyn std::error::Error>> {
     let mut config = IndexConfig::new(dim);
     config.capacity_hint = ids.len();
     let index = UserIndex::new(config)?;
@@ -371,7 +373,16 @@ fn build(
             .flat_map(|s| p.vector(s).iter().copied())
             .collect()
     });
-    Ok((index, users, unit, graph, index_seconds + seconds))
+    Ok(Data {
+        name: name.into(),
+        index,
+        users,
+        vectors: unit,
+        graph,
+        graph_seconds: index_seconds + seconds,
+        truth: None,
+        genres: None,
+    })
 }
 
 fn movielens(a: &Args) -> Result<Data, Box<dyn std::error::Error>> {
@@ -382,8 +393,14 @@ fn movielens(a: &Args) -> Result<Data, Box<dyn std::error::Error>> {
     let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
     let emb = encoder.encode_histories(&histories, false)?;
     let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
-    let (index, users, vectors, graph, graph_seconds) =
-        build(ids, &emb.embeddings, encoder.dim(), a)?;
+    let mut data = build(
+        "MovieLens 100K (reference encoder)",
+        ids,
+        &emb.embeddings,
+        encoder.dim(),
+        a,
+    )?;
+    let users = &data.users;
     let width = meta.category_names.len();
     let by_user: HashMap<u64, &groupwise::data::UserHistory> =
         histories.iter().map(|h| (h.user, h)).collect();
@@ -406,16 +423,9 @@ fn movielens(a: &Args) -> Result<Data, Box<dyn std::error::Error>> {
                 .unwrap_or(0) as u32
         })
         .collect();
-    Ok(Data {
-        name: "MovieLens 100K (reference encoder)".into(),
-        index,
-        users,
-        vectors,
-        graph,
-        graph_seconds,
-        truth: Some(truth),
-        genres: Some((genres, width)),
-    })
+    data.truth = Some(truth);
+    data.genres = Some((genres, width));
+    Ok(data)
 }
 
 fn from_embeddings(
@@ -447,18 +457,9 @@ fn from_embeddings(
         }
         None => None,
     };
-    let (index, users, vectors, graph, graph_seconds) = build(ids, &raw, dim, a)?;
-    let truth = labels.map(|l| users.iter().map(|&u| l[u as usize]).collect());
-    Ok(Data {
-        name: path.display().to_string(),
-        index,
-        users,
-        vectors,
-        graph,
-        graph_seconds,
-        truth,
-        genres: None,
-    })
+    let mut data = build(&path.display().to_string(), ids, &raw, dim, a)?;
+    data.truth = labels.map(|l| data.users.iter().map(|&u| l[u as usize]).collect());
+    Ok(data)
 }
 
 /// Writes the data for the peers and runs bench/peers_segments.py.
