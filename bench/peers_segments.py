@@ -12,6 +12,8 @@ Input folder (written by `groupwise eval segments --peers PY [--export DIR]`):
 Rows printed (schema of the Rust `Row`):
   {"system": "leidenalg", "method": "leiden", ...}  RBConfigurationVertexPartition,
       resolution 1, n_iterations 2 (as groupwise), seeds 0..S-1
+  {"system": "igraph", "method": "leiden (C)", ...}  Graph.community_leiden,
+      objective modularity, resolution 1, n_iterations 2 (seeded via `random`)
   {"system": "scikit-learn", "method": "kmeans (k=K)", ...}  KMeans(k, k-means++,
       n_init=1, lloyd) on the unit rows; objective = mean cosine of rows to
       their normalised cluster mean (groupwise's spherical objective)
@@ -107,6 +109,19 @@ def main():
         labels = np.asarray(part.membership)
         runs.append((labels, quality(labels, seed), elapsed))
     report("leidenalg", "leiden", runs)
+
+    # igraph's own C implementation of Leiden (modularity, same resolution and passes).
+    import random
+    runs = []
+    for seed in range(a.seeds):
+        random.seed(seed)
+        t = time.perf_counter()
+        part = g.community_leiden(objective_function="modularity", weights=weights, resolution=1.0,
+                                  n_iterations=2)
+        elapsed = time.perf_counter() - t
+        labels = np.asarray(part.membership)
+        runs.append((labels, quality(labels, seed), elapsed))
+    report("igraph", "leiden (C)", runs)
 
     runs = []
     objectives = []
