@@ -36,30 +36,47 @@ impl std::fmt::Debug for KnnGraph {
 }
 
 impl KnnGraph {
-    /// Links every live user of `index` to its `k` nearest users (graph search
-    /// with `options`), keeps each edge in both directions with the larger
-    /// similarity, and drops edges with similarity ≤ 0.
+    /// Links every live user of `index` to its `k` nearest users, keeps each
+    /// edge in both directions with the larger similarity, and drops edges
+    /// with similarity ≤ 0.
+    ///
+    /// With default `options` the lists come from [`UserIndex::knn_lists`]
+    /// (exact for small populations; the HNSW base layer refined by
+    /// neighbour-of-neighbour search otherwise, which is many times faster
+    /// than one search per user). Setting `ef`, a filter, or
+    /// [`SearchMode::Approximate`](crate::index::SearchMode) runs one search
+    /// per user with those options instead.
     pub fn build(index: &UserIndex, k: usize, options: &SearchOptions<'_>) -> Result<Self> {
         if k == 0 {
             return Err(Error::invalid("k", "a kNN graph needs k >= 1"));
         }
-        let users = index.ids();
+        let per_user = options.ef.is_some()
+            || options.filter.is_some()
+            || options.mode == crate::index::SearchMode::Approximate;
+        let (users, neighbor_lists): (Vec<u64>, Vec<Vec<crate::index::Neighbor>>) = if per_user {
+            let users = index.ids();
+            let lists = users
+                .par_iter()
+                .map(|&u| index.neighbors(u, k, options))
+                .collect::<Result<_>>()?;
+            (users, lists)
+        } else {
+            index.knn_lists(k)?.into_iter().unzip()
+        };
         let node_of: HashMap<u64, u32> = users
             .iter()
             .enumerate()
             .map(|(i, &u)| (u, i as u32))
             .collect();
-        let lists: Vec<Vec<(u32, f32)>> = users
-            .par_iter()
-            .map(|&u| {
-                index.neighbors(u, k, options).map(|ns| {
-                    ns.into_iter()
-                        .filter(|n| n.similarity > 0.0)
-                        .filter_map(|n| node_of.get(&n.id).map(|&j| (j, n.similarity)))
-                        .collect()
-                })
+        let lists: Vec<Vec<(u32, f32)>> = neighbor_lists
+            .into_iter()
+            .map(|ns| {
+                ns.into_iter()
+                    .filter(|n| n.similarity > 0.0)
+                    .filter_map(|n| node_of.get(&n.id).map(|&j| (j, n.similarity)))
+                    .collect()
             })
-            .collect::<Result<_>>()?;
+            .collect();
         Self::from_lists(users, node_of, &lists, k)
     }
 

@@ -24,6 +24,7 @@
 
 mod distance;
 mod exact;
+mod knn;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -291,10 +291,10 @@ mod tests {
 
     #[test]
     fn well_supported_lifts_rank_above_large_lifts_from_few_users() {
-        // Segment of 100 users: item 1 held by 5 (pop share 1 %), item 2 by 60
-        // (pop share 25 %).
+        // Segment of 100 users: item 1 held by 5 (pop share 2 %: lift 2.5),
+        // item 2 by 60 (pop share 25 %: lift 2.4).
         let seg = [(1u64, 5u64), (2, 60)];
-        let pop = |k: u64| if k == 1 { 10 } else { 250 };
+        let pop = |k: u64| if k == 1 { 20 } else { 250 };
         let top = top_lifts(seg.into_iter(), 100, pop, 1000, 5, 10, |k| k.to_string());
         assert_eq!(top.len(), 2);
         assert!(top[1].lift > top[0].lift, "raw lift favours the rare item");
