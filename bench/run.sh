@@ -72,14 +72,17 @@ fi
 
 if want segments; then
   # Quality, stability and time on MovieLens (5 seeds), then scale on
-  # overlapping synthetic clusters (spread 1.0: NMI below 1, so quality differs).
+  # synthetic clusters: at 100k overlapping ones (spread 2.0, so quality
+  # differs between methods), at 1M spread 1.0 (hnsw_rs needs hours to index
+  # 1M vectors that noisy).
   "$GW" eval segments --movielens --peers "$PY" --out "$OUT/segments-ml100k.md"
-  sizes=(100000)
-  [[ $FULL == 1 ]] && sizes+=(1000000)
-  for n in "${sizes[@]}"; do
-    "$GW" synth --n "$n" --queries 1 --seed 7 --spread 1.0 --out "$OUT/seg$n.npy" \
+  runs=("100000 2.0 3")
+  [[ $FULL == 1 ]] && runs+=("1000000 1.0 2")
+  for run in "${runs[@]}"; do
+    read -r n spread seeds <<< "$run"
+    "$GW" synth --n "$n" --queries 1 --seed 7 --spread "$spread" --out "$OUT/seg$n.npy" \
       --queries-out "$OUT/seg$n-q.npy" --labels-out "$OUT/seg$n.labels"
-    "$GW" eval segments --embeddings "$OUT/seg$n.npy" --truth "$OUT/seg$n.labels" --seeds 3 \
+    "$GW" eval segments --embeddings "$OUT/seg$n.npy" --truth "$OUT/seg$n.labels" --seeds "$seeds" \
       --clusters 100 --skip-served --peers "$PY" --out "$OUT/segments-$n.md"
   done
 fi

@@ -154,6 +154,14 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if !a.skip_served {
         rows.push(production_row(&data, a)?);
     }
+    // Baseline: Leiden's segment sizes, members drawn at random.
+    let sizes_from = detect(&data.graph, &community(Algorithm::Leiden, 0))?.membership;
+    rows.push(evaluate(&data, "random (Leiden's sizes)", a, |seed| {
+        use rand::seq::SliceRandom;
+        let mut labels = sizes_from.clone();
+        labels.shuffle(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed));
+        Ok((labels, None))
+    })?);
     if let Some(python) = &a.peers {
         rows.extend(peers(&data, a, python, clusters)?);
     }

@@ -128,6 +128,11 @@ pub enum Error {
         floor: usize,
     },
 
+    /// Feedback names a decision the bandit does not hold: never made, already
+    /// given feedback, or evicted (see `BanditConfig::max_pending`).
+    #[error("decision {0} is unknown, already has feedback, or was evicted; feedback is accepted once per decision")]
+    UnknownDecision(u64),
+
     /// An argument is out of its documented range.
     #[error("invalid argument `{name}`: {problem}")]
     InvalidArgument {

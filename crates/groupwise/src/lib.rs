@@ -2,8 +2,8 @@
 //!
 //! An embeddable engine for *group personalisation* in recommender systems.
 //! Host recommenders link it in-process to turn user behaviour into embeddings,
-//! find behaviourally similar users, and (in later modules) expand seed
-//! segments, discover segments and serve slates.
+//! find behaviourally similar users, expand seed segments and discover
+//! segments of shared taste (slate serving is on the roadmap).
 //!
 //! The pieces, each usable on its own:
 //!
@@ -14,6 +14,8 @@
 //! * [`lookalike`]: seed-segment expansion (centroid, kNN density, classifier,
 //!   graph diffusion, rank fusion) and its held-out evaluation.
 //! * [`graph`]: the kNN graph of users (petgraph), for diffusion and communities.
+//! * [`bandit`]: slate Thompson sampling (in-slate, standard), click models,
+//!   the pooled → segment → user hierarchy and host-score blending.
 //! * [`segments`]: data-driven segments (Leiden/Louvain communities or spherical
 //!   k-means) with a privacy floor, profiles, online assignment and stable ids.
 //! * [`data`]: loaders for interaction logs and item metadata.
@@ -43,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod bandit;
 pub mod data;
 pub mod encoder;
 pub mod error;

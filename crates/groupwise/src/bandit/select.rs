@@ -1,0 +1,300 @@
+//! Choosing a slate from scored candidates: in-slate Thompson sampling,
+//! standard Thompson sampling, greedy, and uniform random.
+//!
+//! Each candidate has a Beta posterior for its click probability and,
+//! optionally, the host's score; its value is `w · x + (1 − w) · host`, where
+//! `x` is a posterior draw (Thompson) or the posterior mean (greedy).
+//!
+//! **Pruning.** Drawing every candidate for every slot costs slots ×
+//! candidates draws. Instead candidates are visited in decreasing order of an
+//! upper bound on their value (the Wilson bound of [`Beta::upper`]); a slot's
+//! search stops at the first candidate whose bound is below the best value
+//! drawn so far. A skipped candidate could only have won if its draw had
+//! exceeded its bound, which happens with probability at most 3.3·10⁻⁵ per
+//! candidate for click-rate posteriors (see [`Beta::upper`]; posteriors with
+//! heavy tails are never skipped), so the slot choices follow the exhaustive
+//! policy's distribution up to that error (measured in the tests). With
+//! concentrated posteriors only a handful of candidates are drawn per slot.
+
+use rand::seq::index::sample;
+use rand::Rng;
+
+use super::beta::Beta;
+
+/// How a slate is chosen.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum Policy {
+    /// A fresh posterior draw per slot; each slot takes the best item not yet
+    /// placed (FINN.no's in-slate Thompson sampling). The default.
+    #[default]
+    InSlateThompson,
+    /// One draw per candidate; the top `k` fill the slate.
+    Thompson,
+    /// Posterior means; the top `k` fill the slate.
+    Greedy,
+    /// Uniformly random items (for logging and evaluation).
+    Random,
+}
+
+impl Policy {
+    /// Every policy.
+    pub const ALL: [Policy; 4] = [
+        Policy::InSlateThompson,
+        Policy::Thompson,
+        Policy::Greedy,
+        Policy::Random,
+    ];
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::InSlateThompson => "in-slate TS",
+            Policy::Thompson => "standard TS",
+            Policy::Greedy => "greedy",
+            Policy::Random => "random",
+        }
+    }
+}
+
+/// A candidate as the selection sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arm {
+    pub posterior: Beta,
+    /// The host's score (0 when there is none; then `w` is 1).
+    pub host: f64,
+}
+
+/// Picks `k` of `arms` (indices, slot order) with the value each slot used.
+/// `w` is the weight of the posterior against the host score.
+pub(crate) fn choose<R: Rng + ?Sized>(
+    policy: Policy,
+    arms: &[Arm],
+    k: usize,
+    w: f64,
+    prune: bool,
+    rng: &mut R,
+) -> Vec<(usize, f64)> {
+    let k = k.min(arms.len());
+    let value = |i: usize, x: f64| w * x + (1.0 - w) * arms[i].host;
+    match policy {
+        Policy::Greedy => {
+            let mut scored: Vec<(usize, f64)> = (0..arms.len())
+                .map(|i| (i, value(i, arms[i].posterior.mean())))
+                .collect();
+            top_k(&mut scored, k);
+            scored
+        }
+        Policy::Random => sample(rng, arms.len(), k)
+            .into_iter()
+            .map(|i| (i, value(i, arms[i].posterior.mean())))
+            .collect(),
+        Policy::Thompson => {
+            let order = by_bound(arms, w, prune);
+            let mut drawn: Vec<(usize, f64)> = Vec::with_capacity(k + 8);
+            // `floor`: the k-th best value so far (once k are drawn).
+            let mut floor = f64::NEG_INFINITY;
+            for &(bound, i) in &order {
+                if prune && drawn.len() >= k && bound <= floor {
+                    break;
+                }
+                drawn.push((i, value(i, arms[i].posterior.sample(rng))));
+                if drawn.len() >= k {
+                    top_k(&mut drawn, k);
+                    floor = drawn.last().map_or(f64::NEG_INFINITY, |d| d.1);
+                }
+            }
+            top_k(&mut drawn, k);
+            drawn
+        }
+        Policy::InSlateThompson => {
+            let order = by_bound(arms, w, prune);
+            let mut placed = vec![false; arms.len()];
+            let mut slate = Vec::with_capacity(k);
+            for _ in 0..k {
+                let mut best: Option<(usize, f64)> = None;
+                for &(bound, i) in &order {
+                    if placed[i] {
+                        continue;
+                    }
+                    if prune && best.is_some_and(|b| bound <= b.1) {
+                        break;
+                    }
+                    let v = value(i, arms[i].posterior.sample(rng));
+                    if best.is_none_or(|b| v > b.1) {
+                        best = Some((i, v));
+                    }
+                }
+                let Some(b) = best else { break };
+                placed[b.0] = true;
+                slate.push(b);
+            }
+            slate
+        }
+    }
+}
+
+/// Candidates by decreasing upper bound of their value (all bounds 1 when
+/// pruning is off, so the order is irrelevant).
+fn by_bound(arms: &[Arm], w: f64, prune: bool) -> Vec<(f64, usize)> {
+    let mut order: Vec<(f64, usize)> = arms
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let b = if prune { a.posterior.upper() } else { 1.0 };
+            (w * b + (1.0 - w) * a.host, i)
+        })
+        .collect();
+    if prune {
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    order
+}
+
+/// Keeps the `k` highest values, best first (ties to the lower index).
+fn top_k(scored: &mut Vec<(usize, f64)>, k: usize) {
+    let cmp = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > k && k > 0 {
+        scored.select_nth_unstable_by(k - 1, cmp);
+        scored.truncate(k);
+    } else if k == 0 {
+        scored.clear();
+    }
+    scored.sort_unstable_by(cmp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn arms(params: &[(f64, f64)]) -> Vec<Arm> {
+        params
+            .iter()
+            .map(|&(a, b)| Arm {
+                posterior: Beta::new(a, b),
+                host: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_policy_fills_the_slate_without_repeats() {
+        let a = arms(&[(1.0, 1.0); 50]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for policy in Policy::ALL {
+            for prune in [true, false] {
+                let s = choose(policy, &a, 10, 1.0, prune, &mut rng);
+                let mut items: Vec<usize> = s.iter().map(|x| x.0).collect();
+                assert_eq!(items.len(), 10);
+                items.sort_unstable();
+                items.dedup();
+                assert_eq!(items.len(), 10, "{policy:?} repeated an item");
+            }
+        }
+        // Fewer candidates than slots: all of them, once.
+        let s = choose(Policy::InSlateThompson, &a[..3], 10, 1.0, true, &mut rng);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn concentrated_posteriors_make_thompson_equal_greedy() {
+        // Means 0.1 .. 0.9 with a million observations each.
+        let a = arms(
+            &(1..10)
+                .map(|i| (i as f64 * 1e5, (10 - i) as f64 * 1e5))
+                .collect::<Vec<_>>(),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let greedy: Vec<usize> = choose(Policy::Greedy, &a, 5, 1.0, true, &mut rng)
+            .iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(greedy, vec![8, 7, 6, 5, 4]);
+        for policy in [Policy::InSlateThompson, Policy::Thompson] {
+            for _ in 0..100 {
+                let s: Vec<usize> = choose(policy, &a, 5, 1.0, true, &mut rng)
+                    .iter()
+                    .map(|x| x.0)
+                    .collect();
+                assert_eq!(s, greedy, "{policy:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_scores_decide_when_the_posterior_weight_is_zero() {
+        let mut a = arms(&[(1.0, 1.0); 6]);
+        for (i, arm) in a.iter_mut().enumerate() {
+            arm.host = i as f64 / 10.0;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        for policy in [Policy::InSlateThompson, Policy::Thompson, Policy::Greedy] {
+            let s: Vec<usize> = choose(policy, &a, 3, 0.0, true, &mut rng)
+                .iter()
+                .map(|x| x.0)
+                .collect();
+            assert_eq!(s, vec![5, 4, 3], "{policy:?}");
+        }
+    }
+
+    /// Chi-square statistic of observed counts against equal expected counts.
+    fn chi_square(counts: &[usize]) -> f64 {
+        let total: usize = counts.iter().sum();
+        let e = total as f64 / counts.len() as f64;
+        counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum()
+    }
+
+    #[test]
+    fn flat_posteriors_spread_slot_choices_evenly() {
+        // 20 identical posteriors (flat, and a prunable one): every item is
+        // equally likely in every slot, whatever its position in the list.
+        for params in [(1.0, 1.0), (2.0, 30.0)] {
+            let a = arms(&[params; 20]);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let mut first = vec![0usize; 20];
+            let mut third = vec![0usize; 20];
+            for _ in 0..20_000 {
+                let s = choose(Policy::InSlateThompson, &a, 3, 1.0, true, &mut rng);
+                first[s[0].0] += 1;
+                third[s[2].0] += 1;
+            }
+            // 19 degrees of freedom: the 99.9 % point is 43.8.
+            assert!(chi_square(&first) < 43.8, "{params:?}: {first:?}");
+            assert!(chi_square(&third) < 43.8, "{params:?}: {third:?}");
+        }
+    }
+
+    #[test]
+    fn pruning_leaves_the_slot_distribution_unchanged() {
+        // Mixed posteriors: a few strong items, many weak or uncertain ones.
+        let mut params = vec![(30.0, 70.0), (25.0, 75.0), (2.0, 8.0), (1.0, 1.0)];
+        params.extend((0..60).map(|i| (1.0 + i as f64 % 3.0, 40.0 + i as f64)));
+        let a = arms(&params);
+        let runs = 40_000;
+        let mut freq = [vec![0usize; a.len()], vec![0usize; a.len()]];
+        for (f, prune) in freq.iter_mut().zip([false, true]) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+            for _ in 0..runs {
+                for (slot, (i, _)) in choose(Policy::InSlateThompson, &a, 5, 1.0, prune, &mut rng)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if slot == 0 {
+                        f[i] += 1;
+                    }
+                }
+            }
+        }
+        // Total variation distance between the first-slot distributions, within
+        // sampling noise (the two runs draw different random numbers).
+        let tv: f64 = freq[0]
+            .iter()
+            .zip(&freq[1])
+            .map(|(&x, &y)| (x as f64 - y as f64).abs())
+            .sum::<f64>()
+            / (2.0 * runs as f64);
+        assert!(tv < 0.012, "total variation {tv}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The slate bandit: closed-form counts under PBM and cascade, the hierarchy,
+//! slates, host-score blending, errors that change nothing, segment
+//! migration, and exact counting under concurrent decisions and feedback.
+
+use std::sync::Arc;
+
+use groupwise::bandit::{
+    BanditConfig, Blend, ClickModel, Counts, Feedback, Hierarchy, Policy, Request, SlateBandit,
+};
+use groupwise::Error;
+
+fn cascade() -> BanditConfig {
+    BanditConfig {
+        click_model: ClickModel::Cascade,
+        ..Default::default()
+    }
+}
+
+fn counts(s: f64, f: f64) -> (f64, f64) {
+    (s, f)
+}
+
+fn pair(c: Counts) -> (f64, f64) {
+    (c.successes, c.failures)
+}
+
+#[test]
+fn pbm_feedback_adds_the_hand_computed_counts_at_every_level() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(BanditConfig {
+        click_model: ClickModel::Pbm {
+            examination: vec![1.0, 0.5, 0.25, 0.125],
+        },
+        ..Default::default()
+    })?;
+    let candidates = [10, 20, 30, 40];
+    let d = bandit.decide(&Request::new(Some(7), Some(3), &candidates, 4))?;
+    // Click on slot 1; slots 0, 2, 3 examined with 1, 0.25, 0.125.
+    bandit.feedback(&Feedback {
+        decision: d.id,
+        clicks: &[1],
+        visible: None,
+        now: None,
+    })?;
+    let want = [
+        counts(0.0, 1.0),
+        counts(1.0, 0.0),
+        counts(0.0, 0.25),
+        counts(0.0, 0.125),
+    ];
+    for (slot, &item) in d.items.iter().enumerate() {
+        assert_eq!(
+            pair(bandit.segment_counts(3, item)),
+            want[slot],
+            "slot {slot}"
+        );
+        assert_eq!(pair(bandit.pooled_counts(item)), want[slot]);
+        assert_eq!(bandit.user_counts(7, item).map(pair), Some(want[slot]));
+        assert_eq!(
+            pair(bandit.segment_counts(4, item)),
+            (0.0, 0.0),
+            "other segments untouched"
+        );
+    }
+    // Only 2 slots visible: the hidden ones are not counted.
+    let d = bandit.decide(&Request::new(None, Some(3), &candidates, 4))?;
+    let before: Vec<(f64, f64)> = d
+        .items
+        .iter()
+        .map(|&i| pair(bandit.segment_counts(3, i)))
+        .collect();
+    bandit.feedback(&Feedback {
+        decision: d.id,
+        clicks: &[],
+        visible: Some(2),
+        now: None,
+    })?;
+    let after: Vec<(f64, f64)> = d
+        .items
+        .iter()
+        .map(|&i| pair(bandit.segment_counts(3, i)))
+        .collect();
+    assert_eq!(after[0], (before[0].0, before[0].1 + 1.0));
+    assert_eq!(after[1], (before[1].0, before[1].1 + 0.5));
+    assert_eq!(&after[2..], &before[2..]);
+    Ok(())
+}
+
+#[test]
+fn cascade_feedback_counts_down_to_the_click() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(cascade())?;
+    let candidates: Vec<u64> = (1..=6).collect();
+    let d = bandit.decide(&Request::new(Some(1), Some(0), &candidates, 5))?;
+    bandit.feedback(&Feedback {
+        decision: d.id,
+        clicks: &[2],
+        visible: Some(3),
+        now: None,
+    })?;
+    let want = [(0.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 0.0)];
+    for (slot, &item) in d.items.iter().enumerate() {
+        assert_eq!(pair(bandit.segment_counts(0, item)), want[slot]);
+    }
+    let stats = bandit.stats();
+    assert_eq!(
+        (stats.clicks, stats.impressions, stats.feedback_applied),
+        (1, 3, 1)
+    );
+    Ok(())
+}
+
+#[test]
+fn the_closed_form_posterior_of_each_level() -> groupwise::Result<()> {
+    // Base Beta(1, 1); pooling strength 10; user strength 20.
+    let bandit = SlateBandit::new(cascade())?;
+    // Segment 1 saw item 5: 3 clicks, 7 misses; segment 2: 1 click, 9 misses.
+    bandit.record(Some(1), None, &[(5, 3.0, 7.0)], None)?;
+    bandit.record(Some(2), None, &[(5, 1.0, 9.0)], None)?;
+    // Pooled: Beta(1 + 4, 1 + 16).
+    let pooled = bandit.posterior_of(None, None, 5);
+    assert!((pooled.alpha - 5.0).abs() < 1e-12 && (pooled.beta - 17.0).abs() < 1e-12);
+    // Segment 1: prior from the *other* segments, Beta(2, 10) (mean 1/6), at
+    // strength min(10, 12) = 10: Beta(10/6, 50/6); plus its own 3 and 7.
+    let s1 = bandit.posterior_of(Some(1), None, 5);
+    assert!((s1.alpha - (10.0 / 6.0 + 3.0)).abs() < 1e-9, "{s1:?}");
+    assert!((s1.beta - (50.0 / 6.0 + 7.0)).abs() < 1e-9, "{s1:?}");
+    // A new segment starts from all the pooled evidence: mean 5/22, strength 10.
+    let fresh = bandit.posterior_of(Some(9), None, 5);
+    assert!((fresh.mean() - 5.0 / 22.0).abs() < 1e-9 && (fresh.strength() - 10.0).abs() < 1e-9);
+    // A user without data gets the segment's posterior mean.
+    let u = bandit.posterior_of(Some(1), Some(77), 5);
+    assert!((u.mean() - s1.mean()).abs() < 1e-12);
+    // The user's clicks take over as they accumulate.
+    bandit.record(Some(1), Some(77), &[(5, 30.0, 0.0)], None)?;
+    let u = bandit.posterior_of(Some(1), Some(77), 5);
+    let s1 = bandit.posterior_of(Some(1), None, 5);
+    // Segment: Beta(10/6 + 33, 50/6 + 7), mean 0.693; user: that mean at
+    // strength 20 plus 30 clicks, mean (13.87 + 30) / 50 = 0.877.
+    assert!(
+        (s1.mean() - (10.0 / 6.0 + 33.0) / 50.0).abs() < 1e-9,
+        "{s1:?}"
+    );
+    assert!(
+        (u.mean() - (20.0 * s1.mean() + 30.0) / 50.0).abs() < 1e-9,
+        "{u:?}"
+    );
+    // Segment-only ignores the user; user-only ignores the segment.
+    for (hierarchy, want) in [
+        (Hierarchy::SegmentOnly, None),
+        (Hierarchy::UserOnly, Some((31.0, 1.0))),
+    ] {
+        let b = SlateBandit::new(BanditConfig {
+            hierarchy,
+            ..cascade()
+        })?;
+        b.record(Some(1), None, &[(5, 3.0, 7.0)], None)?;
+        b.record(Some(1), Some(77), &[(5, 30.0, 0.0)], None)?;
+        let p = b.posterior_of(Some(1), Some(77), 5);
+        match want {
+            Some((a, bb)) => assert!(
+                (p.alpha - a).abs() < 1e-9 && (p.beta - bb).abs() < 1e-9,
+                "{p:?}"
+            ),
+            None => assert!((p.mean() - b.posterior_of(Some(1), None, 5).mean()).abs() < 1e-12),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn categories_give_new_items_their_group_prior() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(cascade())?;
+    bandit.set_item_categories(&[(1, 0), (2, 0), (3, 1)]);
+    bandit.record(None, None, &[(1, 40.0, 60.0)], None)?;
+    // Item 2 has no data but shares item 1's category: mean near 0.4.
+    let two = bandit.posterior_of(None, None, 2);
+    assert!((two.mean() - 41.0 / 102.0).abs() < 1e-9, "{two:?}");
+    assert!((two.strength() - 10.0).abs() < 1e-9);
+    // Item 3's category has no data: the base prior's mean.
+    assert!((bandit.posterior_of(None, None, 3).mean() - 0.5).abs() < 1e-9);
+    Ok(())
+}
+
+#[test]
+fn slates_respect_size_exclusions_and_never_repeat() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(BanditConfig::default())?;
+    let candidates: Vec<u64> = (0..50).chain(0..10).collect(); // duplicates ignored
+    let exclude: Vec<u64> = (0..25).collect();
+    for policy in Policy::ALL {
+        for _ in 0..50 {
+            let mut req = Request::new(Some(1), Some(2), &candidates, 8);
+            req.exclude = &exclude;
+            req.policy = policy;
+            let d = bandit.decide(&req)?;
+            assert_eq!(d.items.len(), 8);
+            assert_eq!(d.scores.len(), 8);
+            let mut seen = d.items.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 8, "{policy:?} repeated an item");
+            assert!(
+                d.items.iter().all(|i| *i >= 25 && *i < 50),
+                "{policy:?}: {:?}",
+                d.items
+            );
+        }
+    }
+    // Fewer eligible candidates than slots.
+    let mut req = Request::new(None, None, &candidates[..30], 10);
+    req.exclude = &exclude;
+    assert_eq!(bandit.decide(&req)?.items.len(), 5);
+    Ok(())
+}
+
+#[test]
+fn host_scores_blend_by_evidence_and_can_act_as_priors() -> groupwise::Result<()> {
+    let candidates: Vec<u64> = (0..20).collect();
+    let host: Vec<f32> = (0..20).map(|i| i as f32 / 20.0).collect();
+    // With the posterior weight fixed at 0, the host's order is the slate.
+    let b = SlateBandit::new(BanditConfig {
+        blend: Blend::Fixed(0.0),
+        ..Default::default()
+    })?;
+    let mut req = Request::new(Some(1), Some(0), &candidates, 3);
+    req.host_scores = Some(&host);
+    assert_eq!(b.decide(&req)?.items, vec![19, 18, 17]);
+    // Host scores as prior means: greedy follows them before any feedback.
+    let b = SlateBandit::new(BanditConfig {
+        blend: Blend::PriorMean { strength: 50.0 },
+        ..Default::default()
+    })?;
+    req.policy = Policy::Greedy;
+    assert_eq!(b.decide(&req)?.items, vec![19, 18, 17]);
+    // Bad host scores are refused.
+    let short = [0.5f32; 3];
+    req.host_scores = Some(&short);
+    assert!(matches!(b.decide(&req), Err(Error::ShapeMismatch { .. })));
+    for wrong in [f32::NAN, 1.5, -0.1] {
+        let mut bad = host.clone();
+        bad[4] = wrong;
+        let mut r = req;
+        r.host_scores = Some(&bad);
+        assert!(b.decide(&r).is_err(), "{wrong}");
+    }
+    assert_eq!(b.stats().decisions, 1, "refused requests are not decisions");
+    Ok(())
+}
+
+#[test]
+fn bad_feedback_is_refused_counted_and_changes_nothing() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(cascade())?;
+    let candidates: Vec<u64> = (0..10).collect();
+    let d = bandit.decide(&Request::new(Some(1), Some(0), &candidates, 4))?;
+    let unknown = Feedback {
+        decision: 999_999,
+        clicks: &[0],
+        visible: None,
+        now: None,
+    };
+    assert!(matches!(
+        bandit.feedback(&unknown),
+        Err(Error::UnknownDecision(999_999))
+    ));
+    let outside = Feedback {
+        decision: d.id,
+        clicks: &[4],
+        visible: None,
+        now: None,
+    };
+    assert!(bandit.feedback(&outside).is_err());
+    for &item in &candidates {
+        assert_eq!(pair(bandit.pooled_counts(item)), (0.0, 0.0));
+    }
+    // The decision is still open after a refused feedback; once used, it is gone.
+    let good = Feedback {
+        decision: d.id,
+        clicks: &[0],
+        visible: None,
+        now: None,
+    };
+    bandit.feedback(&good)?;
+    assert!(matches!(
+        bandit.feedback(&good),
+        Err(Error::UnknownDecision(_))
+    ));
+    let s = bandit.stats();
+    assert_eq!(
+        (
+            s.rejected_unknown_decision,
+            s.rejected_bad_position,
+            s.feedback_applied
+        ),
+        (2, 1, 1)
+    );
+    assert!(SlateBandit::new(BanditConfig {
+        prior_alpha: 0.0,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(bandit
+        .decide(&Request::new(None, None, &candidates, 0))
+        .is_err());
+    Ok(())
+}
+
+#[test]
+fn decay_halves_old_evidence() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(BanditConfig {
+        half_life: Some(100.0),
+        ..cascade()
+    })?;
+    bandit.record(Some(0), None, &[(1, 8.0, 8.0)], Some(0.0))?;
+    bandit.record(Some(0), None, &[(1, 0.0, 4.0)], Some(100.0))?;
+    assert_eq!(pair(bandit.segment_counts(0, 1)), (4.0, 8.0));
+    Ok(())
+}
+
+#[test]
+fn rebuilt_segments_inherit_counts_by_member_overlap() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(cascade())?;
+    bandit.record(Some(1), None, &[(7, 10.0, 30.0)], None)?;
+    bandit.record(Some(2), None, &[(7, 4.0, 4.0)], None)?;
+    // Old 1 → 75 % to new 10, 25 % to new 11; old 2 → all to new 11.
+    bandit.migrate_segments(&[(1, 10, 75), (1, 11, 25), (2, 11, 40)]);
+    assert_eq!(pair(bandit.segment_counts(10, 7)), (7.5, 22.5));
+    assert_eq!(pair(bandit.segment_counts(11, 7)), (2.5 + 4.0, 7.5 + 4.0));
+    assert_eq!(pair(bandit.segment_counts(1, 7)), (0.0, 0.0));
+    assert_eq!(pair(bandit.segment_counts(2, 7)), (0.0, 0.0));
+    Ok(())
+}
+
+#[test]
+fn user_state_is_bounded() -> groupwise::Result<()> {
+    let bandit = SlateBandit::new(BanditConfig {
+        max_users: 64,
+        max_user_items: 5,
+        ..cascade()
+    })?;
+    for u in 0..1000u64 {
+        bandit.record(Some(0), Some(u), &[(u % 10, 1.0, 0.0)], None)?;
+    }
+    assert!(bandit.stats().evicted_users >= 1000 - 64);
+    // The most recent user is kept; items per user are capped.
+    assert!(bandit.user_counts(999, 9).is_some());
+    for i in 0..10 {
+        bandit.record(None, Some(999), &[(100 + i, 0.0, 1.0)], None)?;
+    }
+    let kept = (0..10)
+        .filter(|i| {
+            bandit
+                .user_counts(999, 100 + i)
+                .is_some_and(|c| c.total() > 0.0)
+        })
+        .count();
+    assert!(kept <= 5, "{kept}");
+    Ok(())
+}
+
+#[test]
+fn eight_threads_lose_no_feedback() -> groupwise::Result<()> {
+    let bandit = Arc::new(SlateBandit::new(BanditConfig {
+        max_pending: 1 << 20,
+        ..cascade()
+    })?);
+    let candidates: Arc<Vec<u64>> = Arc::new((0..200).collect());
+    let per_thread = 2_000u64;
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            let bandit = Arc::clone(&bandit);
+            let candidates = Arc::clone(&candidates);
+            std::thread::spawn(move || -> groupwise::Result<(u64, u64)> {
+                let (mut clicks, mut misses) = (0u64, 0u64);
+                for i in 0..per_thread {
+                    let user = t * 1000 + i % 50;
+                    let segment = (i % 4) as u32;
+                    let d =
+                        bandit.decide(&Request::new(Some(user), Some(segment), &candidates, 6))?;
+                    // Click on slot (i % 7) when it exists: misses are the slots above it.
+                    let slot = (i % 7) as usize;
+                    let fb: Vec<usize> = if slot < 6 { vec![slot] } else { vec![] };
+                    bandit.feedback(&Feedback {
+                        decision: d.id,
+                        clicks: &fb,
+                        visible: Some(6),
+                        now: None,
+                    })?;
+                    clicks += fb.len() as u64;
+                    misses += if slot < 6 { slot as u64 } else { 6 };
+                }
+                Ok((clicks, misses))
+            })
+        })
+        .collect();
+    let (mut clicks, mut misses) = (0u64, 0u64);
+    for h in handles {
+        let (c, m) = h.join().map_err(|_| Error::EmptyPopulation)??;
+        clicks += c;
+        misses += m;
+    }
+    let (mut s, mut f) = (0.0, 0.0);
+    let (mut seg_s, mut seg_f) = (0.0, 0.0);
+    for &item in candidates.iter() {
+        let p = bandit.pooled_counts(item);
+        s += p.successes;
+        f += p.failures;
+        for seg in 0..4 {
+            let c = bandit.segment_counts(seg, item);
+            seg_s += c.successes;
+            seg_f += c.failures;
+        }
+    }
+    assert_eq!((s as u64, f as u64), (clicks, misses));
+    assert_eq!((seg_s as u64, seg_f as u64), (clicks, misses));
+    let stats = bandit.stats();
+    assert_eq!(stats.decisions, 8 * per_thread);
+    assert_eq!(stats.feedback_applied, 8 * per_thread);
+    assert_eq!(stats.clicks, clicks);
+    Ok(())
+}
