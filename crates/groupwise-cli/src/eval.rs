@@ -28,6 +28,8 @@ pub enum Command {
     /// Quality, stability and speed of data-driven segments (vs leidenalg and
     /// scikit-learn with --peers).
     Segments(crate::eval_segments::Args),
+    /// The slate simulator on MovieLens: regret and CTR of every policy.
+    Slates(crate::eval_slates::Args),
 }
 
 /// Arguments of `groupwise eval lookalike`.
@@ -74,6 +76,7 @@ pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
     match c {
         Command::Lookalike(a) => lookalike(a),
         Command::Segments(a) => crate::eval_segments::run(a),
+        Command::Slates(a) => crate::eval_slates::run(a),
     }
 }
 

@@ -17,6 +17,7 @@ mod demo;
 mod encode;
 mod eval;
 mod eval_segments;
+mod eval_slates;
 mod lookalike;
 mod neighbors;
 mod paths;

@@ -1,5 +1,5 @@
 //! Pictures a person can open in a browser: plain SVG, written directly (a
-//! scatter of users coloured by segment). Small
+//! scatter of users coloured by segment, line charts over rounds). Small
 //! enough that a plotting crate with font rendering would cost more than it
 //! saves.
 
@@ -99,6 +99,108 @@ pub fn scatter_svg(title: &str, xy: &[(f64, f64)], group: &[usize], legend: &[St
     legend_block(&mut svg, w - legend_w + 10.0, legend);
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A line chart: one series per entry of `series` (name, y per x), with an
+/// optional band (low, high) per point; `x` shared.
+pub fn lines_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x: &[f64],
+    series: &[(String, Vec<f64>, Option<Vec<(f64, f64)>>)],
+) -> String {
+    let (w, h, margin, legend_w) = (900.0, 560.0, 60.0, 260.0);
+    let (min_x, max_x) = bounds(x.iter().copied());
+    let all_y = series.iter().flat_map(|(_, ys, band)| {
+        ys.iter()
+            .copied()
+            .chain(band.iter().flatten().flat_map(|&(a, b)| [a, b]))
+    });
+    let (min_y, max_y) = bounds(all_y.chain([0.0]));
+    let sx = |v: f64| margin + (v - min_x) / (max_x - min_x) * (w - legend_w - 2.0 * margin);
+    let sy = |v: f64| h - margin - (v - min_y) / (max_y - min_y) * (h - 2.0 * margin - 20.0);
+    let mut svg = header(w, h, title);
+    // Axes with end labels.
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="#444"/><line x1="{0}" y1="{1}" x2="{0}" y2="{3}" stroke="#444"/>"##,
+        margin,
+        h - margin,
+        w - legend_w - margin,
+        margin + 20.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.0}" y="{:.0}" font-size="12">{}</text><text x="{:.0}" y="{:.0}" font-size="12">{}</text>"#,
+        (w - legend_w) / 2.0,
+        h - 15.0,
+        escape(x_label),
+        margin + 6.0,
+        margin + 12.0,
+        escape(y_label)
+    );
+    for (v, anchor_y) in [(min_y, h - margin), (max_y, margin + 20.0)] {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.0}" y="{:.0}" font-size="11" text-anchor="end">{}</text>"#,
+            margin - 5.0,
+            anchor_y + 4.0,
+            short(v)
+        );
+    }
+    for (v, anchor_x) in [(min_x, margin), (max_x, w - legend_w - margin)] {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.0}" y="{:.0}" font-size="11" text-anchor="middle">{}</text>"#,
+            anchor_x,
+            h - margin + 15.0,
+            short(v)
+        );
+    }
+    for (i, (_, ys, band)) in series.iter().enumerate() {
+        if let Some(band) = band {
+            let upper = x
+                .iter()
+                .zip(band)
+                .map(|(&a, &(_, hi))| format!("{:.1},{:.1}", sx(a), sy(hi)));
+            let lower = x
+                .iter()
+                .zip(band)
+                .rev()
+                .map(|(&a, &(lo, _))| format!("{:.1},{:.1}", sx(a), sy(lo)));
+            let pts: Vec<String> = upper.chain(lower).collect();
+            let _ = writeln!(
+                svg,
+                r#"<polygon points="{}" fill="{}" fill-opacity="0.15" stroke="none"/>"#,
+                pts.join(" "),
+                colour(i)
+            );
+        }
+        let pts: Vec<String> = x
+            .iter()
+            .zip(ys)
+            .map(|(&a, &b)| format!("{:.1},{:.1}", sx(a), sy(b)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+            pts.join(" "),
+            colour(i)
+        );
+    }
+    let names: Vec<String> = series.iter().map(|(n, _, _)| n.clone()).collect();
+    legend_block(&mut svg, w - legend_w + 10.0, &names);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn short(v: f64) -> String {
+    if v.abs() >= 1000.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {

@@ -51,6 +51,7 @@
 pub mod beta;
 pub mod click;
 mod select;
+pub mod sim;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,251 @@
+//! `groupwise eval slates`: the slate simulator on MovieLens 100K (ground
+//! truth fitted on the ratings, users in the engine's segments), every policy
+//! over several seeds: cumulative regret and CTR per round, a table and an SVG
+//! of the regret curves.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use groupwise::bandit::sim::{simulate, Curve, GroundTruth, SimClicks, SimConfig, Variant};
+use groupwise::data::{Interactions, InteractionsSpec, UserHistory};
+use groupwise::segments::{SegmentConfig, Segments};
+use groupwise::{Encoder, EncoderOptions, IndexConfig, UserIndex};
+use rayon::prelude::*;
+
+use crate::paths;
+use crate::plot;
+
+/// Arguments of `groupwise eval slates`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// MovieLens 100K folder (default: .groupwise/data/ml-100k).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Candidate items: the most-rated movies.
+    #[arg(long, default_value_t = 200)]
+    pub items: usize,
+    /// Rank of the ground-truth model.
+    #[arg(long, default_value_t = 10)]
+    pub rank: usize,
+    /// Slots per slate.
+    #[arg(long, default_value_t = 12)]
+    pub slots: usize,
+    /// Click model: cascade (over --visible slots) or pbm (examination 1/(1+slot)).
+    #[arg(long, default_value = "cascade")]
+    pub clicks: String,
+    /// Slots on screen (cascade).
+    #[arg(long, default_value_t = 3)]
+    pub visible: usize,
+    /// Rounds.
+    #[arg(long, default_value_t = 100)]
+    pub rounds: usize,
+    /// Chance that a user arrives in a round.
+    #[arg(long, default_value_t = 0.2)]
+    pub arrival: f64,
+    /// Seeds (runs per policy).
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Privacy floor of the segments.
+    #[arg(long, default_value_t = 30)]
+    pub min_size: usize,
+    /// Write the regret curves (SVG) here.
+    #[arg(long, default_value = "slates-regret.svg")]
+    pub picture: PathBuf,
+    /// Also write the report (Markdown) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The simulation's inputs: ground truth and each user's segment.
+pub struct World {
+    pub truth: GroundTruth,
+    pub segment_of: Vec<u32>,
+    pub segments: usize,
+}
+
+/// Fits the ground truth on MovieLens ratings and segments the users with the
+/// reference encoder's embeddings (Leiden, privacy floor `min_size`).
+pub fn movielens_world(
+    histories: &[UserHistory],
+    items: usize,
+    rank: usize,
+    min_size: usize,
+) -> Result<World, Box<dyn std::error::Error>> {
+    let truth = GroundTruth::from_ratings(histories, items, rank)?;
+    let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
+    let emb = encoder.encode_histories(histories, false)?;
+    let index = UserIndex::new(IndexConfig::new(encoder.dim()))?;
+    index.upsert_batch(&truth.users, &emb.embeddings)?;
+    let segments = Segments::build(
+        &index,
+        SegmentConfig {
+            min_size,
+            ..Default::default()
+        },
+    )?;
+    let segment_of = truth
+        .users
+        .iter()
+        .map(|&u| segments.segment_of(u).unwrap_or(0))
+        .collect();
+    Ok(World {
+        truth,
+        segment_of,
+        segments: segments.len(),
+    })
+}
+
+/// Mean and standard deviation over seeds, per round.
+pub struct Summary {
+    pub name: String,
+    pub regret: Vec<f64>,
+    pub regret_sd: Vec<f64>,
+    pub ctr: Vec<f64>,
+}
+
+/// Runs every variant for every seed (in parallel) and summarises.
+pub fn run_all(world: &World, base: &SimConfig, seeds: u64) -> groupwise::Result<Vec<Summary>> {
+    let variants = Variant::standard();
+    let jobs: Vec<(usize, u64)> = (0..variants.len())
+        .flat_map(|v| (0..seeds).map(move |s| (v, s)))
+        .collect();
+    let curves: Vec<(usize, Curve)> = jobs
+        .par_iter()
+        .map(|&(v, s)| {
+            let sim = SimConfig {
+                seed: s + 1,
+                ..base.clone()
+            };
+            simulate(&world.truth, &world.segment_of, &variants[v], &sim).map(|c| (v, c))
+        })
+        .collect::<groupwise::Result<_>>()?;
+    Ok(variants
+        .iter()
+        .enumerate()
+        .map(|(v, variant)| {
+            let runs: Vec<&Curve> = curves.iter().filter(|c| c.0 == v).map(|c| &c.1).collect();
+            let rounds = runs.first().map_or(0, |c| c.regret.len());
+            let at = |f: &dyn Fn(&Curve) -> f64| -> (f64, f64) {
+                let xs: Vec<f64> = runs.iter().map(|c| f(c)).collect();
+                let m = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+                let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                    / (xs.len().max(2) - 1) as f64)
+                    .sqrt();
+                (m, sd)
+            };
+            let mut s = Summary {
+                name: variant.name.clone(),
+                regret: Vec::with_capacity(rounds),
+                regret_sd: Vec::with_capacity(rounds),
+                ctr: Vec::with_capacity(rounds),
+            };
+            for r in 0..rounds {
+                let (m, sd) = at(&|c: &Curve| c.regret[r]);
+                s.regret.push(m);
+                s.regret_sd.push(sd);
+                s.ctr.push(at(&|c: &Curve| c.ctr[r]).0);
+            }
+            s
+        })
+        .collect())
+}
+
+pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = paths::movielens_dir(a.data_dir.as_deref())?;
+    let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())?;
+    let histories = log.histories();
+    let world = movielens_world(&histories, a.items, a.rank, a.min_size)?;
+    let clicks = match a.clicks.as_str() {
+        "cascade" => SimClicks::Cascade { visible: a.visible },
+        "pbm" => SimClicks::Pbm {
+            examination: (0..a.slots).map(|p| 1.0 / (1.0 + p as f64)).collect(),
+        },
+        other => return Err(format!("unknown click model {other:?}: use cascade or pbm").into()),
+    };
+    let base = SimConfig {
+        slots: a.slots,
+        rounds: a.rounds,
+        arrival: a.arrival,
+        clicks,
+        seed: 1,
+    };
+    let summaries = run_all(&world, &base, a.seeds)?;
+    let report = render(&world, &base, a, &summaries);
+    print!("{report}");
+    let x: Vec<f64> = (1..=a.rounds).map(|r| r as f64).collect();
+    let series: Vec<(String, Vec<f64>, Option<Vec<(f64, f64)>>)> = summaries
+        .iter()
+        .map(|s| {
+            let band = s
+                .regret
+                .iter()
+                .zip(&s.regret_sd)
+                .map(|(m, sd)| (m - sd, m + sd))
+                .collect();
+            (s.name.clone(), s.regret.clone(), Some(band))
+        })
+        .collect();
+    let svg = plot::lines_svg(
+        &format!(
+            "Cumulative regret, MovieLens carousel ({} clicks, {} seeds, ±1 sd)",
+            a.clicks, a.seeds
+        ),
+        "round",
+        "cumulative regret (expected clicks)",
+        &x,
+        &series,
+    );
+    std::fs::write(&a.picture, svg).map_err(|e| format!("{}: {e}", a.picture.display()))?;
+    println!("\nregret curves: {}", a.picture.display());
+    if let Some(p) = &a.out {
+        std::fs::write(p, &report).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn render(world: &World, base: &SimConfig, a: &Args, summaries: &[Summary]) -> String {
+    let mut s = String::new();
+    let users = world.truth.users.len();
+    let mean_p: f64 = world
+        .truth
+        .attractiveness
+        .iter()
+        .map(|&x| f64::from(x))
+        .sum::<f64>()
+        / world.truth.attractiveness.len().max(1) as f64;
+    let _ = writeln!(
+        s,
+        "## Slates on MovieLens 100K (simulated carousel)\n\n{users} users in {} segments, {} candidate movies, {} slots, {} clicks, {} rounds with arrival {}, {} seeds; mean true click probability {:.3}.\n",
+        world.segments,
+        world.truth.items.len(),
+        base.slots,
+        a.clicks,
+        base.rounds,
+        base.arrival,
+        a.seeds,
+        mean_p
+    );
+    let quarter = (base.rounds / 4).max(1);
+    let _ = writeln!(
+        s,
+        "| policy | regret after {q} rounds | regret after {r} rounds (± sd) | CTR first {q} rounds | CTR last {q} rounds |",
+        q = quarter,
+        r = base.rounds
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for m in summaries {
+        let n = m.regret.len();
+        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} ± {:.0} | {:.3} | {:.3} |",
+            m.name,
+            m.regret.get(quarter - 1).copied().unwrap_or(0.0),
+            m.regret.last().copied().unwrap_or(0.0),
+            m.regret_sd.last().copied().unwrap_or(0.0),
+            mean(&m.ctr[..quarter.min(n)]),
+            mean(&m.ctr[n.saturating_sub(quarter)..])
+        );
+    }
+    s
+}
