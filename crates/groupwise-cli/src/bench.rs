@@ -27,6 +27,8 @@ pub enum Command {
     /// Lookalike expansion time and peak memory per scorer on synthetic users,
     /// next to an exact brute-force expansion.
     Lookalike(LookalikeArgs),
+    /// Slate decisions per second and latency, and feedback throughput.
+    Slates(crate::bench_slates::SlatesArgs),
 }
 
 /// Arguments of `groupwise bench lookalike`.
@@ -119,6 +121,7 @@ pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Encode(a) => encode(a),
         Command::Index(a) => index(a),
         Command::Lookalike(a) => lookalike(a),
+        Command::Slates(a) => crate::bench_slates::slates(a),
     }
 }
 
@@ -305,7 +308,7 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Prints one JSON line; a closed pipe (`| head`) is an error, not a panic.
-fn emit(v: &serde_json::Value) -> std::io::Result<()> {
+pub(crate) fn emit(v: &serde_json::Value) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}")?;

@@ -173,16 +173,18 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let report = render(&world, &base, a, &summaries);
     print!("{report}");
     let x: Vec<f64> = (1..=a.rounds).map(|r| r as f64).collect();
-    let series: Vec<(String, Vec<f64>, Option<Vec<(f64, f64)>>)> = summaries
+    let series: Vec<plot::Series> = summaries
         .iter()
-        .map(|s| {
-            let band = s
-                .regret
-                .iter()
-                .zip(&s.regret_sd)
-                .map(|(m, sd)| (m - sd, m + sd))
-                .collect();
-            (s.name.clone(), s.regret.clone(), Some(band))
+        .map(|s| plot::Series {
+            name: s.name.clone(),
+            y: s.regret.clone(),
+            band: Some(
+                s.regret
+                    .iter()
+                    .zip(&s.regret_sd)
+                    .map(|(m, sd)| (m - sd, m + sd))
+                    .collect(),
+            ),
         })
         .collect();
     let svg = plot::lines_svg(

@@ -12,6 +12,7 @@
 
 mod alloc;
 mod bench;
+mod bench_slates;
 mod columns;
 mod demo;
 mod encode;

@@ -101,21 +101,31 @@ pub fn scatter_svg(title: &str, xy: &[(f64, f64)], group: &[usize], legend: &[St
     svg
 }
 
-/// A line chart: one series per entry of `series` (name, y per x), with an
-/// optional band (low, high) per point; `x` shared.
+/// One line of a chart: a name, a y value per x, and an optional band
+/// (low, high) per x.
+pub struct Series {
+    /// Legend name.
+    pub name: String,
+    /// y per x.
+    pub y: Vec<f64>,
+    /// Shaded band per x.
+    pub band: Option<Vec<(f64, f64)>>,
+}
+
+/// A line chart of `series` over the shared `x`.
 pub fn lines_svg(
     title: &str,
     x_label: &str,
     y_label: &str,
     x: &[f64],
-    series: &[(String, Vec<f64>, Option<Vec<(f64, f64)>>)],
+    series: &[Series],
 ) -> String {
     let (w, h, margin, legend_w) = (900.0, 560.0, 60.0, 260.0);
     let (min_x, max_x) = bounds(x.iter().copied());
-    let all_y = series.iter().flat_map(|(_, ys, band)| {
-        ys.iter()
+    let all_y = series.iter().flat_map(|s| {
+        s.y.iter()
             .copied()
-            .chain(band.iter().flatten().flat_map(|&(a, b)| [a, b]))
+            .chain(s.band.iter().flatten().flat_map(|&(a, b)| [a, b]))
     });
     let (min_y, max_y) = bounds(all_y.chain([0.0]));
     let sx = |v: f64| margin + (v - min_x) / (max_x - min_x) * (w - legend_w - 2.0 * margin);
@@ -158,7 +168,7 @@ pub fn lines_svg(
             short(v)
         );
     }
-    for (i, (_, ys, band)) in series.iter().enumerate() {
+    for (i, Series { y: ys, band, .. }) in series.iter().enumerate() {
         if let Some(band) = band {
             let upper = x
                 .iter()
@@ -189,7 +199,7 @@ pub fn lines_svg(
             colour(i)
         );
     }
-    let names: Vec<String> = series.iter().map(|(n, _, _)| n.clone()).collect();
+    let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
     legend_block(&mut svg, w - legend_w + 10.0, &names);
     svg.push_str("</svg>\n");
     svg

@@ -53,12 +53,13 @@ pub mod click;
 mod select;
 pub mod sim;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 
 pub use beta::{Beta, Counts};
@@ -406,10 +407,14 @@ impl SlateBandit {
         config.validate()?;
         Ok(SlateBandit {
             config,
-            segments: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            pooled: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            categories: RwLock::new(HashMap::new()),
-            item_category: RwLock::new(HashMap::new()),
+            segments: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::default()))
+                .collect(),
+            pooled: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::default()))
+                .collect(),
+            categories: RwLock::new(HashMap::default()),
+            item_category: RwLock::new(HashMap::default()),
             users: (0..SHARDS)
                 .map(|_| RwLock::new(UserShard::default()))
                 .collect(),
@@ -478,8 +483,9 @@ impl SlateBandit {
             return Err(Error::invalid("now", "must be finite"));
         }
         // Eligible candidates: first occurrence, not excluded.
-        let excluded: std::collections::HashSet<u64> = request.exclude.iter().copied().collect();
-        let mut seen = std::collections::HashSet::with_capacity(request.candidates.len());
+        let excluded: HashSet<u64> = request.exclude.iter().copied().collect();
+        let mut seen: HashSet<u64> =
+            HashSet::with_capacity_and_hasher(request.candidates.len(), Default::default());
         let eligible: Vec<usize> = (0..request.candidates.len())
             .filter(|&i| {
                 let item = request.candidates[i];
@@ -876,12 +882,12 @@ impl SlateBandit {
     /// are split among new segments in proportion to where its members went.
     /// Old segments' counts are replaced by the new ones.
     pub fn migrate_segments(&self, overlaps: &[(SegmentId, SegmentId, usize)]) {
-        let mut from: HashMap<SegmentId, usize> = HashMap::new();
+        let mut from: HashMap<SegmentId, usize> = HashMap::default();
         for &(old, _, n) in overlaps {
             *from.entry(old).or_insert(0) += n;
         }
         let mut guards: Vec<_> = self.segments.iter().map(|s| s.write()).collect();
-        let mut moved: HashMap<(SegmentId, u64), Counts> = HashMap::new();
+        let mut moved: HashMap<(SegmentId, u64), Counts> = HashMap::default();
         for &(old, new, n) in overlaps {
             let total = from.get(&old).copied().unwrap_or(0);
             if n == 0 || total == 0 {

@@ -19,7 +19,7 @@
 use rand::seq::index::sample;
 use rand::Rng;
 
-use super::beta::Beta;
+use super::beta::{Beta, BetaSampler};
 
 /// How a slate is chosen.
 #[derive(
@@ -91,37 +91,46 @@ pub(crate) fn choose<R: Rng + ?Sized>(
             .map(|i| (i, value(i, arms[i].posterior.mean())))
             .collect(),
         Policy::Thompson => {
-            let order = by_bound(arms, w, prune);
-            let mut drawn: Vec<(usize, f64)> = Vec::with_capacity(k + 8);
-            // `floor`: the k-th best value so far (once k are drawn).
-            let mut floor = f64::NEG_INFINITY;
-            for &(bound, i) in &order {
-                if prune && drawn.len() >= k && bound <= floor {
+            let mut order = Order::new(arms, w, prune);
+            // The best k so far, best first (k is small: insertion is cheap).
+            let mut top: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
+            let mut at = 0;
+            while let Some((bound, i)) = order.get(at) {
+                at += 1;
+                let full = top.len() == k;
+                let floor = top.last().map_or(f64::NEG_INFINITY, |t| t.1);
+                if prune && full && bound <= floor {
                     break;
                 }
-                drawn.push((i, value(i, arms[i].posterior.sample(rng))));
-                if drawn.len() >= k {
-                    top_k(&mut drawn, k);
-                    floor = drawn.last().map_or(f64::NEG_INFINITY, |d| d.1);
+                let v = value(i, arms[i].posterior.sample(rng));
+                if full && v <= floor {
+                    continue;
                 }
+                let pos = top.partition_point(|t| t.1 >= v);
+                top.insert(pos, (i, v));
+                top.truncate(k);
             }
-            top_k(&mut drawn, k);
-            drawn
+            top
         }
         Policy::InSlateThompson => {
-            let order = by_bound(arms, w, prune);
+            let mut order = Order::new(arms, w, prune);
+            let mut samplers: Vec<Option<BetaSampler>> = vec![None; arms.len()];
             let mut placed = vec![false; arms.len()];
             let mut slate = Vec::with_capacity(k);
             for _ in 0..k {
                 let mut best: Option<(usize, f64)> = None;
-                for &(bound, i) in &order {
+                let mut at = 0;
+                while let Some((bound, i)) = order.get(at) {
+                    at += 1;
                     if placed[i] {
                         continue;
                     }
                     if prune && best.is_some_and(|b| bound <= b.1) {
                         break;
                     }
-                    let v = value(i, arms[i].posterior.sample(rng));
+                    let sampler =
+                        samplers[i].get_or_insert_with(|| BetaSampler::new(arms[i].posterior));
+                    let v = value(i, sampler.sample(rng));
                     if best.is_none_or(|b| v > b.1) {
                         best = Some((i, v));
                     }
@@ -135,21 +144,50 @@ pub(crate) fn choose<R: Rng + ?Sized>(
     }
 }
 
-/// Candidates by decreasing upper bound of their value (all bounds 1 when
-/// pruning is off, so the order is irrelevant).
-fn by_bound(arms: &[Arm], w: f64, prune: bool) -> Vec<(f64, usize)> {
-    let mut order: Vec<(f64, usize)> = arms
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let b = if prune { a.posterior.upper() } else { 1.0 };
-            (w * b + (1.0 - w) * a.host, i)
-        })
-        .collect();
-    if prune {
-        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+/// Candidates by decreasing upper bound of their value, sorted lazily: a
+/// block is selected and sorted only when a search reaches it (most searches
+/// stop early), so a slate rarely pays for a full sort.
+struct Order {
+    items: Vec<(f64, usize)>,
+    /// `items[..sorted]` is in final order.
+    sorted: usize,
+}
+
+impl Order {
+    fn new(arms: &[Arm], w: f64, prune: bool) -> Self {
+        let items = arms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let b = if prune { a.posterior.upper() } else { 1.0 };
+                (w * b + (1.0 - w) * a.host, i)
+            })
+            .collect();
+        Order {
+            items,
+            // Without pruning the order is irrelevant: everything is drawn.
+            sorted: if prune { 0 } else { arms.len() },
+        }
     }
-    order
+
+    /// The `at`-th candidate in order, if any.
+    #[inline]
+    fn get(&mut self, at: usize) -> Option<(f64, usize)> {
+        if at >= self.items.len() {
+            return None;
+        }
+        if at >= self.sorted {
+            let cmp = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            let rest = &mut self.items[self.sorted..];
+            let block = self.sorted.max(32).min(rest.len());
+            if block < rest.len() {
+                rest.select_nth_unstable_by(block - 1, cmp);
+            }
+            rest[..block].sort_unstable_by(cmp);
+            self.sorted += block;
+        }
+        Some(self.items[at])
+    }
 }
 
 /// Keeps the `k` highest values, best first (ties to the lower index).
