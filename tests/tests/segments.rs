@@ -395,6 +395,9 @@ fn rebuilds_after_small_changes_have_low_churn_and_keep_ids() -> TestResult {
         let max_old = before.iter().max().copied().unwrap_or(0);
         assert!(report.created.iter().all(|&c| c > max_old));
         assert!(second.segment_of(4050).is_some(), "new users get a segment");
+        // Overlaps account for every user segmented both times.
+        let overlaps = first.overlaps(&second);
+        assert_eq!(overlaps.iter().map(|o| o.2).sum::<usize>(), 3960);
     }
     Ok(())
 }

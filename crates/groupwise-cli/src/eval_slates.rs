@@ -1,7 +1,8 @@
 //! `groupwise eval slates`: the slate simulator on MovieLens 100K (ground
 //! truth fitted on the ratings, users in the engine's segments), every policy
 //! over several seeds: cumulative regret and CTR per round, a table and an SVG
-//! of the regret curves.
+//! of the regret curves; then an off-policy estimate on the Open Bandit
+//! Dataset sample.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub struct Args {
     /// MovieLens 100K folder (default: .groupwise/data/ml-100k).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Open Bandit Dataset sample folder (default: .groupwise/data/obd).
+    #[arg(long)]
+    pub obd_dir: Option<PathBuf>,
     /// Candidate items: the most-rated movies.
     #[arg(long, default_value_t = 200)]
     pub items: usize,
@@ -170,7 +174,11 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         seed: 1,
     };
     let summaries = run_all(&world, &base, a.seeds)?;
-    let report = render(&world, &base, a, &summaries);
+    let mut report = render(&world, &base, a, &summaries);
+    let obd = paths::obd_dir(a.obd_dir.as_deref())?;
+    for campaign in ["all", "men", "women"] {
+        report.push_str(&obd_section(&obd, campaign, a.seeds)?);
+    }
     print!("{report}");
     let x: Vec<f64> = (1..=a.rounds).map(|r| r as f64).collect();
     let series: Vec<plot::Series> = summaries
@@ -250,4 +258,199 @@ fn render(world: &World, base: &SimConfig, a: &Args, summaries: &[Summary]) -> S
         );
     }
     s
+}
+
+/// One logged impression of the Open Bandit Dataset.
+struct Logged {
+    item: u64,
+    /// 0-based slot.
+    position: usize,
+    click: bool,
+    propensity: f64,
+    /// Users grouped by their first (hashed) user feature.
+    segment: u32,
+}
+
+fn read_obd(path: &std::path::Path) -> Result<Vec<Logged>, Box<dyn std::error::Error>> {
+    let mut reader =
+        csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("{}: no column {name}", path.display()))
+    };
+    let (item, position, click, propensity, feature) = (
+        col("item_id")?,
+        col("position")?,
+        col("click")?,
+        col("propensity_score")?,
+        col("user_feature_0")?,
+    );
+    let mut segments: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let r = record?;
+        let field = |i: usize| r.get(i).unwrap_or("");
+        let bad = |what: &str| format!("{}:{}: bad {what}", path.display(), line + 2);
+        let next = segments.len() as u32;
+        out.push(Logged {
+            item: field(item).parse().map_err(|_| bad("item_id"))?,
+            position: field(position)
+                .parse::<usize>()
+                .ok()
+                .and_then(|p| p.checked_sub(1))
+                .ok_or_else(|| bad("position"))?,
+            click: field(click) == "1",
+            propensity: field(propensity)
+                .parse()
+                .map_err(|_| bad("propensity_score"))?,
+            segment: *segments.entry(field(feature).to_string()).or_insert(next),
+        });
+    }
+    Ok(out)
+}
+
+/// Mean and 95 % normal-approximation half-width.
+fn mean_ci(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len().max(1) as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, 1.96 * (var / n).sqrt())
+}
+
+/// Off-policy evaluation on the Open Bandit Dataset sample (obp 0.4.1's
+/// ZOZOTOWN logs, 3 slots): the bandit learns from the first half of the
+/// random campaign's log, then its in-slate TS policy is scored on the second
+/// half by position-wise inverse propensity weighting,
+/// `V = mean(click · π(item | slot, segment) / propensity)`, with π estimated
+/// by drawing the policy's slate many times per segment.
+pub fn obd_section(
+    obd_dir: &std::path::Path,
+    campaign: &str,
+    seed: u64,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use groupwise::bandit::{BanditConfig, ClickModel, Request, SlateBandit};
+    let random = read_obd(
+        &obd_dir
+            .join("random")
+            .join(campaign)
+            .join(format!("{campaign}.csv")),
+    )?;
+    let bts = read_obd(
+        &obd_dir
+            .join("bts")
+            .join(campaign)
+            .join(format!("{campaign}.csv")),
+    )?;
+    let half = random.len() / 2;
+    let (train, test) = random.split_at(half);
+    let slots = 1 + random.iter().map(|r| r.position).max().unwrap_or(0);
+    // Examination per slot: the random campaign places items independently of
+    // slots, so each slot's click rate over the first slot's estimates it.
+    // (PBM's EM cannot separate examination from attractiveness at a 0.4 %
+    // click rate with ~20 clicks: it stays where it starts.)
+    let mut per_slot = vec![(0.0f64, 0.0f64); slots];
+    for r in train {
+        per_slot[r.position].0 += f64::from(u8::from(r.click));
+        per_slot[r.position].1 += 1.0;
+    }
+    let rates: Vec<f64> = per_slot
+        .iter()
+        .map(|&(c, n)| (c + 0.5) / (n + 1.0))
+        .collect();
+    let top = rates.iter().copied().fold(f64::MIN_POSITIVE, f64::max);
+    let examination: Vec<f64> = rates.iter().map(|r| r / top).collect();
+    let bandit = SlateBandit::new(BanditConfig {
+        click_model: ClickModel::Pbm {
+            examination: examination.clone(),
+        },
+        // OBD click rates are ~0.4 %: a pessimistic base prior (mean 0.5 %).
+        prior_alpha: 1.0,
+        prior_beta: 199.0,
+        seed,
+        ..Default::default()
+    })?;
+    for r in train {
+        let w = examination[r.position];
+        let (s, f) = if r.click { (1.0, 0.0) } else { (0.0, w) };
+        bandit.record(Some(r.segment), None, &[(r.item, s, f)], None)?;
+    }
+    let mut items: Vec<u64> = random.iter().map(|r| r.item).collect();
+    items.sort_unstable();
+    items.dedup();
+    // π(item at slot | segment), by repeated draws of the frozen policy.
+    let draws = 4000;
+    let mut pi: std::collections::HashMap<(u32, usize, u64), f64> =
+        std::collections::HashMap::new();
+    let mut segments: Vec<u32> = test.iter().map(|r| r.segment).collect();
+    segments.sort_unstable();
+    segments.dedup();
+    for &s in &segments {
+        for _ in 0..draws {
+            let d = bandit.decide(&Request::new(None, Some(s), &items, slots))?;
+            for (slot, &item) in d.items.iter().enumerate() {
+                *pi.entry((s, slot, item)).or_insert(0.0) += 1.0 / draws as f64;
+            }
+        }
+    }
+    let ips: Vec<f64> = test
+        .iter()
+        .map(|r| {
+            let p = pi
+                .get(&(r.segment, r.position, r.item))
+                .copied()
+                .unwrap_or(0.0);
+            if r.click {
+                p / r.propensity
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let clicks = |rows: &[Logged]| {
+        rows.iter()
+            .map(|r| if r.click { 1.0 } else { 0.0 })
+            .collect::<Vec<f64>>()
+    };
+    let (v, v_ci) = mean_ci(&ips);
+    let (rnd, rnd_ci) = mean_ci(&clicks(test));
+    let (b, b_ci) = mean_ci(&clicks(&bts[bts.len() / 2..]));
+    let test_clicks = test.iter().filter(|r| r.click).count();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n## Open Bandit Dataset sample (obp 0.4.1, campaign \"{campaign}\")\n\n\
+         Learned on the first {half} impressions of the random campaign's log, evaluated on the other {} ({test_clicks} clicks) by position-wise IPS; {} items, {slots} slots, users grouped into {} segments by their first user feature; examination per slot (training half, click rate per slot relative to the best): {}.\n",
+        test.len(),
+        items.len(),
+        segments.len(),
+        examination.iter().map(|e| format!("{e:.2}")).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "| policy | CTR per impression | 95 % CI |\n|---|---:|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| groupwise in-slate TS (IPS estimate) | {:.4} | ± {:.4} |",
+        v, v_ci
+    );
+    let _ = writeln!(
+        s,
+        "| logged uniform random (second half) | {:.4} | ± {:.4} |",
+        rnd, rnd_ci
+    );
+    let _ = writeln!(
+        s,
+        "| logged Bernoulli TS (second half of its own log) | {:.4} | ± {:.4} |",
+        b, b_ci
+    );
+    let _ = writeln!(
+        s,
+        "\nWith {test_clicks} clicks and importance weights up to {:.0}, the interval is about as wide as the estimate: these files rank policies only when the gap is several times the noise; the full dataset (millions of impressions) is what the paper's 1.43x BTS-over-random figure rests on.",
+        1.0 / test.iter().map(|r| r.propensity).fold(f64::INFINITY, f64::min)
+    );
+    Ok(s)
 }

@@ -14,18 +14,27 @@ pub fn find_up(rel: &Path) -> Option<PathBuf> {
 /// The MovieLens 100K folder: explicit, else `$GROUPWISE_HOME/data/ml-100k`,
 /// else `.groupwise/data/ml-100k` found upwards.
 pub fn movielens_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    data_dir(explicit, "ml-100k", "MovieLens 100K")
+}
+
+fn data_dir(explicit: Option<&Path>, name: &str, what: &str) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
     if let Some(home) = std::env::var_os("GROUPWISE_HOME").filter(|h| !h.is_empty()) {
-        let p = PathBuf::from(home).join("data").join("ml-100k");
+        let p = PathBuf::from(home).join("data").join(name);
         if p.exists() {
             return Ok(p);
         }
     }
-    find_up(&Path::new(".groupwise").join("data").join("ml-100k")).ok_or_else(|| {
-        "MovieLens 100K not found; run `scripts/setup.sh` (or pass --data-dir)".to_string()
-    })
+    find_up(&Path::new(".groupwise").join("data").join(name))
+        .ok_or_else(|| format!("{what} not found; run `scripts/setup.sh` (or pass the folder)"))
+}
+
+/// The Open Bandit Dataset sample: explicit, else `$GROUPWISE_HOME/data/obd`,
+/// else `.groupwise/data/obd` found upwards.
+pub fn obd_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    data_dir(explicit, "obd", "the Open Bandit Dataset sample")
 }
 
 /// A committed model under models/, found upwards.

@@ -37,6 +37,23 @@ pub struct RebuildReport {
 }
 
 impl Segments {
+    /// `(old segment, new segment, users in both)` for every pair of a
+    /// segment here and one in `newer` that share users: what
+    /// [`SlateBandit::migrate_segments`](crate::bandit::SlateBandit::migrate_segments)
+    /// needs to carry learning over a rebuild.
+    pub fn overlaps(&self, newer: &Segments) -> Vec<(SegmentId, SegmentId, usize)> {
+        let mut counts: HashMap<(SegmentId, SegmentId), usize> = HashMap::new();
+        for (user, &old) in &self.member_of {
+            if let Some(&new) = newer.member_of.get(user) {
+                *counts.entry((old, new)).or_insert(0) += 1;
+            }
+        }
+        let mut out: Vec<(SegmentId, SegmentId, usize)> =
+            counts.into_iter().map(|((a, b), n)| (a, b, n)).collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Renumbers these (freshly built) segments so that each one overlapping
     /// an old segment enough keeps the old id; reports the churn.
     pub(super) fn inherit_ids(&mut self, previous: &Segments) -> RebuildReport {
