@@ -135,7 +135,14 @@ fn missing_runtime_is_a_clear_error_from_the_command() {
 fn demo_runs_on_movielens_and_checks_the_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let picture = dir.path().join("segments.svg");
-    let res = groupwise(&["demo", "--picture", picture.to_str().expect("utf-8")]);
+    let regret = dir.path().join("regret.svg");
+    let res = groupwise(&[
+        "demo",
+        "--picture",
+        picture.to_str().expect("utf-8"),
+        "--slates-picture",
+        regret.to_str().expect("utf-8"),
+    ]);
     let stdout = text(&res.stdout);
     assert!(res.status.success(), "{}\n{}", stdout, text(&res.stderr));
     assert!(
@@ -164,6 +171,20 @@ fn demo_runs_on_movielens_and_checks_the_index() {
     assert!(stdout.contains("over-represented genres:"), "{stdout}");
     let svg = std::fs::read_to_string(&picture).expect("picture written");
     assert_eq!(svg.matches("<circle").count(), 943);
+    // Slates: every policy learns to beat random on the simulated carousel.
+    let ctr = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name) && l.contains("CTR over the last"))
+            .and_then(|l| l.split("rounds ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no CTR line for {name}: {stdout}"))
+    };
+    assert!(ctr("hierarchical group") > 1.3 * ctr("random"), "{stdout}");
+    assert!(ctr("greedy") > 1.3 * ctr("random"), "{stdout}");
+    let svg = std::fs::read_to_string(&regret).expect("regret picture written");
+    assert_eq!(svg.matches("<polyline").count(), 4);
 }
 
 #[test]
