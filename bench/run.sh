@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                  # everything at MovieLens + 100k scale (about 15 min)
 #   bench/run.sh --full           # also 1M synthetic users (about 90 more min)
-#   bench/run.sh --only segments  # one part: encode, index, lookalike or segments
+#   bench/run.sh --only segments  # one part: encode, index, lookalike, segments or slates
 #
 # Parts: encoder throughput (vs Python onnxruntime); index build / recall / QPS
 # (vs hnswlib, faiss); lookalike at 1M (vs exact brute force); segments (vs
@@ -34,7 +34,7 @@ GW=target/release/groupwise
 VENV=.groupwise/bench-venv
 [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet numpy==2.4.6 onnxruntime==1.31.1 hnswlib==0.8.0 faiss-cpu==1.15.1 \
-  scikit-learn==1.5.2 igraph==0.11.8 leidenalg==0.10.2
+  scikit-learn==1.5.2 igraph==0.11.8 leidenalg==0.10.2 obp==0.4.1 mabwiser==2.7.4
 PY="$VENV/bin/python"
 
 if want encode; then
@@ -85,6 +85,14 @@ if want segments; then
     "$GW" eval segments --embeddings "$OUT/seg$n.npy" --truth "$OUT/seg$n.labels" --seeds "$seeds" \
       --clusters 100 --skip-served --peers "$PY" --out "$OUT/segments-$n.md"
   done
+fi
+
+if want slates; then
+  # Slate decisions: groupwise, then obp BernoulliTS, MABWiser TS and numpy
+  # references choosing the same slates from the same warmed posteriors.
+  "$GW" bench slates > "$OUT/slates.jsonl"
+  "$PY" bench/peers_slates.py >> "$OUT/slates.jsonl"
+  "$PY" bench/report_slates.py "$OUT/slates.jsonl" | tee "$OUT/slates.md"
 fi
 
 if want encode || want index; then
