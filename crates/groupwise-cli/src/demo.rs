@@ -308,7 +308,7 @@ fn slates_section(
         let c = simulate(&truth, &segment_of, v, &sim)?;
         let last = &c.ctr[c.ctr.len().saturating_sub(10)..];
         println!(
-            "  {:<34} CTR over the last 10 rounds {:.3}   cumulative regret {:.0}",
+            "  {:<38} CTR over the last 10 rounds {:.3}   cumulative regret {:.0}",
             v.name,
             last.iter().sum::<f64>() / last.len().max(1) as f64,
             c.regret.last().copied().unwrap_or(0.0)
