@@ -496,32 +496,15 @@ impl SlateBandit {
         let mut rng =
             SmallRng::seed_from_u64(self.config.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let now = request.now.unwrap_or(f64::NEG_INFINITY);
-        let (arms, w) = {
-            let segment_guard = request
-                .segment
-                .map(|s| self.segments[shard_of(u64::from(s))].read());
-            let pooled_guards: Vec<_> = self.pooled.iter().map(|s| s.read()).collect();
-            let categories = self.categories.read();
-            let item_category = self.item_category.read();
-            let user_guard = request.user.map(|u| self.users[shard_of(u)].read());
-            let levels = Levels {
-                segment: segment_guard.as_deref(),
-                pooled: pooled_guards.iter().map(|g| &**g).collect(),
-                categories: &categories,
-                item_category: &item_category,
-                user: match (&user_guard, request.user) {
-                    (Some(g), Some(u)) => g.users.get(&u),
-                    _ => None,
-                },
-            };
-            let w = self.weight(&levels, now, request.host_scores.is_some());
+        let (arms, w) = self.with_levels(request.segment, request.user, |levels| {
+            let w = self.weight(levels, now, request.host_scores.is_some());
             let arms: Vec<Arm> = eligible
                 .iter()
                 .map(|&i| {
                     let host = request.host_scores.map(|h| f64::from(h[i]));
                     Arm {
                         posterior: self.posterior(
-                            &levels,
+                            levels,
                             request.segment,
                             request.candidates[i],
                             now,
@@ -535,7 +518,7 @@ impl SlateBandit {
                 })
                 .collect();
             (arms, w)
-        };
+        });
         let chosen = choose(
             request.policy,
             &arms,
@@ -859,6 +842,20 @@ impl SlateBandit {
 
     /// The posterior a request would use for `item` (without host scores).
     pub fn posterior_of(&self, segment: Option<SegmentId>, user: Option<u64>, item: u64) -> Beta {
+        self.with_levels(segment, user, |levels| {
+            self.posterior(levels, segment, item, f64::NEG_INFINITY, None)
+        })
+    }
+
+    /// Runs `f` with read access to the levels a request for `segment` and
+    /// `user` needs: one segment shard, the pooled shards, the categories and
+    /// one user shard (never a global lock).
+    fn with_levels<R>(
+        &self,
+        segment: Option<SegmentId>,
+        user: Option<u64>,
+        f: impl FnOnce(&Levels<'_>) -> R,
+    ) -> R {
         let segment_guard = segment.map(|s| self.segments[shard_of(u64::from(s))].read());
         let pooled_guards: Vec<_> = self.pooled.iter().map(|s| s.read()).collect();
         let categories = self.categories.read();
@@ -874,7 +871,7 @@ impl SlateBandit {
                 _ => None,
             },
         };
-        self.posterior(&levels, segment, item, f64::NEG_INFINITY, None)
+        f(&levels)
     }
 
     /// Moves segment counts to rebuilt segments: `overlaps` lists

@@ -141,21 +141,11 @@ fn closest_centroid(
 ) -> Option<usize> {
     let groups = sum.len() / dim.max(1);
     let own = &sum[g * dim..(g + 1) * dim];
-    let own_norm = own
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
+    let own_norm = super::norm64(own);
     let mut best: Option<(f64, usize)> = None;
     for t in (0..groups).filter(|&t| t != g && alive(t)) {
         let other = &sum[t * dim..(t + 1) * dim];
-        let norm = other
-            .iter()
-            .map(|x| x * x)
-            .sum::<f64>()
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
+        let norm = super::norm64(other);
         let cos = own.iter().zip(other).map(|(a, b)| a * b).sum::<f64>() / (own_norm * norm);
         if best.is_none_or(|(b, _)| cos > b) {
             best = Some((cos, t));

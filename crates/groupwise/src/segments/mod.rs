@@ -448,12 +448,7 @@ impl Segments {
             let id = id as SegmentId;
             id_of[g] = id;
             let sum = &sums[g * dim..(g + 1) * dim];
-            let norm = sum
-                .iter()
-                .map(|x| x * x)
-                .sum::<f64>()
-                .sqrt()
-                .max(f64::MIN_POSITIVE);
+            let norm = norm64(sum);
             let centroid: Vec<f32> = sum.iter().map(|&x| (x / norm) as f32).collect();
             for &u in &members[g] {
                 member_of.insert(u, id);
@@ -720,6 +715,15 @@ impl Segments {
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
             .map(|(id, _)| id)
     }
+}
+
+/// Euclidean norm of a summed vector, never 0 (so dividing by it is safe).
+pub(crate) fn norm64(v: &[f64]) -> f64 {
+    v.iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE)
 }
 
 /// Starting labels for a warm rebuild: each user's previous segment, and a
