@@ -38,9 +38,8 @@
 //! host's ranking is where exploration starts.
 //!
 //! **Concurrency.** `SlateBandit` is `Send + Sync`. A decision takes read
-//! locks on the shards it needs (one segment shard, the pooled shards, one
-//! user shard) and no lock is global; feedback takes write locks on single
-//! shards briefly. Every accepted feedback event is applied exactly once;
+//! locks on the shards it needs (the item shards, one user shard) and no lock
+//! is global; feedback takes write locks on single shards briefly. Every accepted feedback event is applied exactly once;
 //! unknown decision ids, slots outside the slate and repeated feedback are
 //! errors, counted in [`Stats`], and change nothing.
 //!
@@ -367,13 +366,40 @@ struct Counters {
     impressions: AtomicU64,
 }
 
+/// An item's counts: over all segments, and per segment (sorted by segment
+/// id). One entry per item, so a decision finds every level of a candidate
+/// with one lookup.
+#[derive(Debug, Default)]
+struct ItemCounts {
+    pooled: Counts,
+    segments: Vec<(SegmentId, Counts)>,
+}
+
+impl ItemCounts {
+    fn segment(&self, segment: SegmentId) -> Option<&Counts> {
+        self.segments
+            .binary_search_by_key(&segment, |e| e.0)
+            .ok()
+            .map(|i| &self.segments[i].1)
+    }
+
+    fn segment_mut(&mut self, segment: SegmentId) -> &mut Counts {
+        let i = match self.segments.binary_search_by_key(&segment, |e| e.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.segments.insert(i, (segment, Counts::default()));
+                i
+            }
+        };
+        &mut self.segments[i].1
+    }
+}
+
 /// The slate bandit: posteriors, pending decisions and per-user state.
 pub struct SlateBandit {
     config: BanditConfig,
-    /// (segment, item) counts, sharded by segment.
-    segments: Vec<RwLock<HashMap<(SegmentId, u64), Counts>>>,
-    /// Item counts over all segments, sharded by item.
-    pooled: Vec<RwLock<HashMap<u64, Counts>>>,
+    /// Per-item counts (pooled and per segment), sharded by item.
+    items: Vec<RwLock<HashMap<u64, ItemCounts>>>,
     /// Category counts over all segments.
     categories: RwLock<HashMap<u32, Counts>>,
     item_category: RwLock<HashMap<u64, u32>>,
@@ -394,8 +420,7 @@ impl std::fmt::Debug for SlateBandit {
 
 /// The posterior levels read for one decision.
 struct Levels<'a> {
-    segment: Option<&'a HashMap<(SegmentId, u64), Counts>>,
-    pooled: Vec<&'a HashMap<u64, Counts>>,
+    items: Vec<&'a HashMap<u64, ItemCounts>>,
     categories: &'a HashMap<u32, Counts>,
     item_category: &'a HashMap<u64, u32>,
     user: Option<&'a UserState>,
@@ -407,10 +432,7 @@ impl SlateBandit {
         config.validate()?;
         Ok(SlateBandit {
             config,
-            segments: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::default()))
-                .collect(),
-            pooled: (0..SHARDS)
+            items: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::default()))
                 .collect(),
             categories: RwLock::new(HashMap::default()),
@@ -496,7 +518,7 @@ impl SlateBandit {
         let mut rng =
             SmallRng::seed_from_u64(self.config.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let now = request.now.unwrap_or(f64::NEG_INFINITY);
-        let (arms, w) = self.with_levels(request.segment, request.user, |levels| {
+        let (arms, w) = self.with_levels(request.user, |levels| {
             let w = self.weight(levels, now, request.host_scores.is_some());
             let arms: Vec<Arm> = eligible
                 .iter()
@@ -604,16 +626,14 @@ impl SlateBandit {
                 _ => base,
             },
         };
-        let pooled_counts = levels.pooled[shard_of(item)]
-            .get(&item)
-            .map(|x| x.at(now, h))
-            .unwrap_or_default();
+        let entry = levels.items[shard_of(item)].get(&item);
+        let pooled_counts = entry.map(|e| e.pooled.at(now, h)).unwrap_or_default();
         // Level 2: segment. Its prior is the pooled posterior of the *other*
         // segments (leave-one-out), so a segment's own clicks count once.
-        let segment_post = match (segment, levels.segment) {
-            (Some(s), Some(table)) => {
-                let counts = table
-                    .get(&(s, item))
+        let segment_post = match segment {
+            Some(s) => {
+                let counts = entry
+                    .and_then(|e| e.segment(s))
                     .map(|x| x.at(now, h))
                     .unwrap_or_default();
                 let others = Counts {
@@ -629,7 +649,7 @@ impl SlateBandit {
                 };
                 prior.plus(&counts)
             }
-            _ => top.plus(&pooled_counts),
+            None => top.plus(&pooled_counts),
         };
         if c.hierarchy == Hierarchy::SegmentOnly || user_counts.total() == 0.0 {
             // A user without data of their own gets the segment's posterior.
@@ -748,18 +768,13 @@ impl SlateBandit {
         now: f64,
     ) {
         let h = self.config.half_life;
-        if let Some(s) = segment {
-            let mut table = self.segments[shard_of(u64::from(s))].write();
-            for &(item, succ, fail) in observations {
-                table.entry((s, item)).or_default().add(succ, fail, now, h);
-            }
-        }
         for &(item, succ, fail) in observations {
-            self.pooled[shard_of(item)]
-                .write()
-                .entry(item)
-                .or_default()
-                .add(succ, fail, now, h);
+            let mut shard = self.items[shard_of(item)].write();
+            let entry = shard.entry(item).or_default();
+            entry.pooled.add(succ, fail, now, h);
+            if let Some(s) = segment {
+                entry.segment_mut(s).add(succ, fail, now, h);
+            }
         }
         {
             let item_category = self.item_category.read();
@@ -815,19 +830,19 @@ impl SlateBandit {
 
     /// Counts of an item in a segment (for inspection and tests).
     pub fn segment_counts(&self, segment: SegmentId, item: u64) -> Counts {
-        self.segments[shard_of(u64::from(segment))]
+        self.items[shard_of(item)]
             .read()
-            .get(&(segment, item))
-            .copied()
+            .get(&item)
+            .and_then(|e| e.segment(segment).copied())
             .unwrap_or_default()
     }
 
     /// Counts of an item over all segments.
     pub fn pooled_counts(&self, item: u64) -> Counts {
-        self.pooled[shard_of(item)]
+        self.items[shard_of(item)]
             .read()
             .get(&item)
-            .copied()
+            .map(|e| e.pooled)
             .unwrap_or_default()
     }
 
@@ -842,28 +857,20 @@ impl SlateBandit {
 
     /// The posterior a request would use for `item` (without host scores).
     pub fn posterior_of(&self, segment: Option<SegmentId>, user: Option<u64>, item: u64) -> Beta {
-        self.with_levels(segment, user, |levels| {
+        self.with_levels(user, |levels| {
             self.posterior(levels, segment, item, f64::NEG_INFINITY, None)
         })
     }
 
-    /// Runs `f` with read access to the levels a request for `segment` and
-    /// `user` needs: one segment shard, the pooled shards, the categories and
-    /// one user shard (never a global lock).
-    fn with_levels<R>(
-        &self,
-        segment: Option<SegmentId>,
-        user: Option<u64>,
-        f: impl FnOnce(&Levels<'_>) -> R,
-    ) -> R {
-        let segment_guard = segment.map(|s| self.segments[shard_of(u64::from(s))].read());
-        let pooled_guards: Vec<_> = self.pooled.iter().map(|s| s.read()).collect();
+    /// Runs `f` with read access to the levels a request for `user` needs:
+    /// the item shards, the categories and one user shard (never a global lock).
+    fn with_levels<R>(&self, user: Option<u64>, f: impl FnOnce(&Levels<'_>) -> R) -> R {
+        let item_guards: Vec<_> = self.items.iter().map(|s| s.read()).collect();
         let categories = self.categories.read();
         let item_category = self.item_category.read();
         let user_guard = user.map(|u| self.users[shard_of(u)].read());
         let levels = Levels {
-            segment: segment_guard.as_deref(),
-            pooled: pooled_guards.iter().map(|g| &**g).collect(),
+            items: item_guards.iter().map(|g| &**g).collect(),
             categories: &categories,
             item_category: &item_category,
             user: match (&user_guard, user) {
@@ -883,32 +890,44 @@ impl SlateBandit {
         for &(old, _, n) in overlaps {
             *from.entry(old).or_insert(0) += n;
         }
-        let mut guards: Vec<_> = self.segments.iter().map(|s| s.write()).collect();
-        let mut moved: HashMap<(SegmentId, u64), Counts> = HashMap::default();
+        // Where each old segment's members went, as shares.
+        let mut shares: HashMap<SegmentId, Vec<(SegmentId, f64)>> = HashMap::default();
         for &(old, new, n) in overlaps {
             let total = from.get(&old).copied().unwrap_or(0);
-            if n == 0 || total == 0 {
-                continue;
+            if n > 0 && total > 0 {
+                shares
+                    .entry(old)
+                    .or_default()
+                    .push((new, n as f64 / total as f64));
             }
-            let share = n as f64 / total as f64;
-            for ((s, item), c) in guards[shard_of(u64::from(old))].iter() {
-                if *s == old {
-                    let e = moved.entry((new, *item)).or_default();
-                    e.successes += c.successes * share;
-                    e.failures += c.failures * share;
+        }
+        for shard in &self.items {
+            for entry in shard.write().values_mut() {
+                let old = std::mem::take(&mut entry.segments);
+                let mut moved: Vec<(SegmentId, Counts)> = Vec::new();
+                for (s, c) in old {
+                    if !from.contains_key(&s) {
+                        moved.push((s, c));
+                        continue;
+                    }
+                    for &(new, share) in shares.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
+                        moved.push((
+                            new,
+                            Counts {
+                                successes: c.successes * share,
+                                failures: c.failures * share,
+                                time: c.time,
+                            },
+                        ));
+                    }
+                }
+                for (s, c) in moved {
+                    let e = entry.segment_mut(s);
+                    e.successes += c.successes;
+                    e.failures += c.failures;
                     e.time = e.time.max(c.time);
                 }
             }
-        }
-        for g in guards.iter_mut() {
-            g.retain(|(s, _), _| !from.contains_key(s));
-        }
-        for ((s, item), c) in moved {
-            let g = &mut guards[shard_of(u64::from(s))];
-            let e = g.entry((s, item)).or_default();
-            e.successes += c.successes;
-            e.failures += c.failures;
-            e.time = e.time.max(c.time);
         }
     }
 }

@@ -179,8 +179,12 @@ impl Order {
         if at >= self.sorted {
             let cmp = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
             let rest = &mut self.items[self.sorted..];
-            let block = self.sorted.max(32).min(rest.len());
-            if block < rest.len() {
+            // Blocks double; once a block would be a quarter of what is left,
+            // one sort of the rest is cheaper than more partitioning passes.
+            let mut block = self.sorted.max(64).min(rest.len());
+            if block * 4 >= rest.len() {
+                block = rest.len();
+            } else {
                 rest.select_nth_unstable_by(block - 1, cmp);
             }
             rest[..block].sort_unstable_by(cmp);
