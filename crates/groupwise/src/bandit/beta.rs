@@ -64,7 +64,7 @@ pub struct Beta {
 const MIN_PARAM: f64 = 1e-6;
 
 /// z of the upper bound used for pruning.
-pub const PRUNE_Z: f64 = 5.0;
+pub const PRUNE_Z: f64 = 4.0;
 
 /// Posteriors with fewer pseudo-failures than this are never pruned: the
 /// bound below is not reliable for them (their upper tail is too heavy).
@@ -116,8 +116,10 @@ impl Beta {
     /// at z = [`PRUNE_Z`] for `α` successes in `α + β` trials, which tracks
     /// the Beta's upper quantiles; 1 (no bound) when β < [`PRUNE_MIN_BETA`].
     /// Measured over a grid of Beta(α, β) with β ≥ 10 (4 million draws each):
-    /// a draw exceeds the bound with probability at most 3.3·10⁻⁵ when the
-    /// mean is ≤ 0.5 (click-through rates), at most 1.7·10⁻⁴ for any mean.
+    /// a draw exceeds the bound with probability at most 3.6·10⁻⁴ when the
+    /// mean is ≤ 0.5 (click-through rates; far less for typical click rates),
+    /// at most 1.2·10⁻³ for any mean. (z = 5 would give 3.3·10⁻⁵ and
+    /// 1.7·10⁻⁴ but draws about 1.7x as many candidates per slot.)
     #[inline]
     pub fn upper(&self) -> f64 {
         if self.beta < PRUNE_MIN_BETA {
@@ -298,8 +300,9 @@ mod tests {
             let u = d.upper();
             assert!(u < 1.0);
             let over = (0..200_000).filter(|_| d.sample(&mut rng) > u).count();
+            // At most 5·10⁻⁴ (the measured worst case for means ≤ 0.5 is 3.6·10⁻⁴).
             assert!(
-                over <= 20,
+                over <= 100,
                 "Beta({a}, {b}): {over} of 200000 draws above {u}"
             );
         }
