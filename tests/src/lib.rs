@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use groupwise::data::UserHistory;
+use groupwise::{Encoder, EncoderOptions, IndexConfig, UserIndex};
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,4 +69,23 @@ pub fn clustered_vectors(
         labels.push(c);
     }
     (data, labels)
+}
+
+/// Every history encoded with the reference encoder (models/ml100k-seq.onnx)
+/// and indexed under its user id.
+///
+/// # Panics
+/// When ONNX Runtime or the model is missing: a test that needs them must fail.
+pub fn reference_index(histories: &[UserHistory]) -> UserIndex {
+    let encoder = Encoder::load(model("ml100k-seq.onnx"), &EncoderOptions::default())
+        .expect("the reference encoder loads (run scripts/setup.sh)");
+    let embedded = encoder
+        .encode_histories(histories, false)
+        .expect("histories encode");
+    let index = UserIndex::new(IndexConfig::new(encoder.dim())).expect("index config");
+    let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
+    index
+        .upsert_batch(&ids, &embedded.embeddings)
+        .expect("embeddings are finite");
+    index
 }

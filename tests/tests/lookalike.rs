@@ -376,7 +376,6 @@ fn held_out_members_outrank_everyone_else_on_planted_data() {
 #[test]
 fn movielens_behavioural_segments_are_recovered_well_above_chance() {
     use groupwise::data::{Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec};
-    use groupwise::{Encoder, EncoderOptions};
     let dir = groupwise_e2e::movielens_dir();
     let log =
         Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens()).expect("log");
@@ -387,15 +386,7 @@ fn movielens_behavioural_segments_are_recovered_well_above_chance() {
     let segments = later_category_fans(&histories, &meta, 2.0 / 3.0, 1.5, 3, 40);
     assert!(segments.len() >= 5, "{} segments", segments.len());
     let early = earlier_part(&histories, 2.0 / 3.0);
-    let enc = Encoder::load(
-        groupwise_e2e::model("ml100k-seq.onnx"),
-        &EncoderOptions::default(),
-    )
-    .expect("encoder");
-    let emb = enc.encode_histories(&early, false).expect("encode");
-    let index = UserIndex::new(IndexConfig::new(enc.dim())).expect("index");
-    let ids: Vec<u64> = early.iter().map(|h| h.user).collect();
-    index.upsert_batch(&ids, &emb.embeddings).expect("insert");
+    let index = groupwise_e2e::reference_index(&early);
     let cfg = LookalikeConfig {
         min_seeds: 10,
         ..Default::default()

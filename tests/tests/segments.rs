@@ -466,19 +466,11 @@ fn online_assignment_and_paginated_membership() -> TestResult {
 #[test]
 fn movielens_profiles_name_genres_that_are_really_over_represented() -> TestResult {
     use groupwise::data::{Interactions, InteractionsSpec, ItemMetadata, ItemMetadataSpec};
-    use groupwise::{Encoder, EncoderOptions};
     let dir = groupwise_e2e::movielens_dir();
     let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())?;
     let meta = ItemMetadata::load(dir.join("ml-100k.item"), &ItemMetadataSpec::movielens())?;
     let histories = log.histories();
-    let encoder = Encoder::load(
-        groupwise_e2e::model("ml100k-seq.onnx"),
-        &EncoderOptions::default(),
-    )?;
-    let embedded = encoder.encode_histories(&histories, false)?;
-    let index = UserIndex::new(IndexConfig::new(encoder.dim()))?;
-    let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
-    index.upsert_batch(&ids, &embedded.embeddings)?;
+    let index = groupwise_e2e::reference_index(&histories);
     let segments = Segments::build(
         &index,
         SegmentConfig {

@@ -7,7 +7,6 @@
 use groupwise::bandit::sim::{simulate, GroundTruth, SimConfig, Variant};
 use groupwise::data::{Interactions, InteractionsSpec};
 use groupwise::segments::{SegmentConfig, Segments};
-use groupwise::{Encoder, EncoderOptions, IndexConfig, UserIndex};
 use rayon::prelude::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -27,13 +26,7 @@ fn hierarchy_and_in_slate_ts_beat_random_and_per_user_ts_on_movielens() -> TestR
         .sum::<f64>()
         / truth.attractiveness.len() as f64;
     assert!((0.05..0.2).contains(&mean), "mean click probability {mean}");
-    let encoder = Encoder::load(
-        groupwise_e2e::model("ml100k-seq.onnx"),
-        &EncoderOptions::default(),
-    )?;
-    let emb = encoder.encode_histories(&histories, false)?;
-    let index = UserIndex::new(IndexConfig::new(encoder.dim()))?;
-    index.upsert_batch(&truth.users, &emb.embeddings)?;
+    let index = groupwise_e2e::reference_index(&histories);
     let segments = Segments::build(
         &index,
         SegmentConfig {

@@ -327,8 +327,7 @@ fn slates_section(
         &x,
         &series,
     );
-    std::fs::write(&a.slates_picture, svg)
-        .map_err(|e| format!("{}: {e}", a.slates_picture.display()))?;
+    paths::write(&a.slates_picture, svg)?;
     println!(
         "regret curves: {} (all policies and seeds: `groupwise eval slates`)",
         a.slates_picture.display()
@@ -367,7 +366,7 @@ fn segments_section(
         &profiles,
         "MovieLens 100K users by segment (projection on the segment centroids' principal plane)",
     );
-    std::fs::write(&a.picture, svg).map_err(|e| format!("{}: {e}", a.picture.display()))?;
+    paths::write(&a.picture, svg)?;
     println!("picture of the segments: {}", a.picture.display());
     Ok(segments)
 }

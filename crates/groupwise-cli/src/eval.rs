@@ -15,7 +15,7 @@ use groupwise::lookalike::eval::{
     earlier_part, evaluate_segment, later_category_fans, EvalConfig, Method, SegmentResult,
 };
 use groupwise::lookalike::{LookalikeConfig, Scorer};
-use groupwise::{Encoder, EncoderOptions, IndexConfig, SearchOptions, UserIndex};
+use groupwise::{Encoder, EncoderOptions, SearchOptions, UserIndex};
 
 use crate::paths;
 use crate::progress;
@@ -96,16 +96,18 @@ pub struct Space {
     pub activity: HashMap<u64, f64>,
 }
 
+/// Every history encoded and indexed (users keyed by their history's user id).
+pub fn embed(encoder: &Encoder, histories: &[UserHistory]) -> groupwise::Result<UserIndex> {
+    let emb = encoder.encode_histories(histories, false)?;
+    let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
+    crate::neighbors::index_rows(&ids, &emb.embeddings, encoder.dim())
+}
+
 pub fn build_space(
     encoder: &Encoder,
     histories: &[UserHistory],
 ) -> Result<Space, Box<dyn std::error::Error>> {
-    let emb = encoder.encode_histories(histories, false)?;
-    let mut cfg = IndexConfig::new(encoder.dim());
-    cfg.capacity_hint = histories.len();
-    let index = UserIndex::new(cfg)?;
-    let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
-    index.upsert_batch(&ids, &emb.embeddings)?;
+    let index = embed(encoder, histories)?;
     let graph = KnnGraph::build(&index, 10, &SearchOptions::default())?;
     let activity = histories
         .iter()
@@ -191,7 +193,7 @@ fn lookalike(a: &LookalikeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let report = render(&families, &eval);
     print!("{report}");
     if let Some(out) = &a.out {
-        std::fs::write(out, &report)?;
+        paths::write(out, &report)?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use groupwise::segments::{
     detect, spherical_kmeans, Algorithm, CommunityConfig, KMeansConfig, SegmentConfig, Segments,
     WeightedGraph,
 };
-use groupwise::{Encoder, EncoderOptions, IndexConfig, SearchOptions, UserIndex};
+use groupwise::{Encoder, EncoderOptions, SearchOptions, UserIndex};
 
 use crate::paths;
 
@@ -168,7 +168,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let report = render(&data, &rows, a, clusters);
     print!("{report}");
     if let Some(p) = &a.out {
-        std::fs::write(p, &report).map_err(|e| format!("{}: {e}", p.display()))?;
+        paths::write(p, &report)?;
     }
     Ok(())
 }
@@ -320,14 +320,13 @@ fn production_row(data: &Data, a: &Args) -> Result<Row, Box<dyn std::error::Erro
         },
     )?;
     let seconds = t.elapsed().as_secs_f64();
-    let labels: Vec<u32> = data
+    let mut labels: Vec<u32> = data
         .users
         .iter()
         .map(|&u| segments.segment_of(u).unwrap_or(0))
         .collect();
-    let mut dense = labels.clone();
-    renumber(&mut dense);
-    let q = quality(data, &dense, a.silhouette_sample, 0);
+    groupwise::segments::renumber(&mut labels);
+    let q = quality(data, &labels, a.silhouette_sample, 0);
     Ok(Row {
         system: "groupwise".into(),
         method: format!("leiden + floor {} (as served, incl. graph)", a.min_size),
@@ -341,14 +340,6 @@ fn production_row(data: &Data, a: &Args) -> Result<Row, Box<dyn std::error::Erro
     })
 }
 
-fn renumber(labels: &mut [u32]) {
-    let mut map = HashMap::new();
-    for l in labels.iter_mut() {
-        let next = map.len() as u32;
-        *l = *map.entry(*l).or_insert(next);
-    }
-}
-
 /// Indexes the users and builds the kNN graph; labels are filled in by the caller.
 fn build(
     name: &str,
@@ -357,16 +348,8 @@ fn build(
     dim: usize,
     a: &Args,
 ) -> Result<Data, Box<dyn std::error::Error>> {
-    let mut config = IndexConfig::new(dim);
-    config.capacity_hint = ids.len();
-    let index = UserIndex::new(config)?;
     let t = Instant::now();
-    let pb = crate::progress::bar(ids.len() as u64, "indexing");
-    for (chunk, rows) in ids.chunks(10_000).zip(vectors.chunks(10_000 * dim)) {
-        index.upsert_batch(chunk, rows)?;
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
+    let index = crate::neighbors::index_rows(&ids, vectors, dim)?;
     let index_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let options = SearchOptions {
@@ -510,11 +493,11 @@ fn peers(
             }
         }
     }
-    std::fs::write(dir.join("edges.u32"), edges)?;
+    paths::write(&dir.join("edges.u32"), edges)?;
     write_npy(&dir.join("weights.npy"), &weights, weights.len(), 1)?;
     if let Some(t) = &data.truth {
         let text: String = t.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(dir.join("truth.txt"), text)?;
+        paths::write(&dir.join("truth.txt"), text)?;
     }
     if let Some((g, width)) = &data.genres {
         write_npy(&dir.join("genres.npy"), g, data.users.len(), *width)?;

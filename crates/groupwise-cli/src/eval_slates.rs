@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use groupwise::bandit::sim::{simulate, Curve, GroundTruth, SimClicks, SimConfig, Variant};
 use groupwise::data::{Interactions, InteractionsSpec, UserHistory};
 use groupwise::segments::{SegmentConfig, Segments};
-use groupwise::{Encoder, EncoderOptions, IndexConfig, UserIndex};
+use groupwise::{Encoder, EncoderOptions};
 use rayon::prelude::*;
 
 use crate::paths;
@@ -77,9 +77,7 @@ pub fn movielens_world(
 ) -> Result<World, Box<dyn std::error::Error>> {
     let truth = GroundTruth::from_ratings(histories, items, rank)?;
     let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
-    let emb = encoder.encode_histories(histories, false)?;
-    let index = UserIndex::new(IndexConfig::new(encoder.dim()))?;
-    index.upsert_batch(&truth.users, &emb.embeddings)?;
+    let index = crate::eval::embed(&encoder, histories)?;
     let segments = Segments::build(
         &index,
         SegmentConfig {
@@ -205,10 +203,10 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         &x,
         &series,
     );
-    std::fs::write(&a.picture, svg).map_err(|e| format!("{}: {e}", a.picture.display()))?;
+    paths::write(&a.picture, svg)?;
     println!("\nregret curves: {}", a.picture.display());
     if let Some(p) = &a.out {
-        std::fs::write(p, &report).map_err(|e| format!("{}: {e}", p.display()))?;
+        paths::write(p, &report)?;
     }
     Ok(())
 }

@@ -58,20 +58,23 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
 /// An index over every row of an embeddings table (ids mapped with the stable
 /// rule), built in chunks behind a progress bar.
 pub fn load_index(table: &EmbeddingTable) -> groupwise::Result<UserIndex> {
-    const CHUNK: usize = 10_000;
-    let mut config = IndexConfig::new(table.dim);
-    config.capacity_hint = table.ids.len();
-    let index = UserIndex::new(config)?;
     let ids: Vec<u64> = table
         .ids
         .iter()
         .map(|s| groupwise::data::ids::stable_id(s))
         .collect();
+    index_rows(&ids, &table.data, table.dim)
+}
+
+/// An index of `ids` with their rows of `data` (`dim` wide), built in chunks
+/// behind a progress bar.
+pub fn index_rows(ids: &[u64], data: &[f32], dim: usize) -> groupwise::Result<UserIndex> {
+    const CHUNK: usize = 10_000;
+    let mut config = IndexConfig::new(dim);
+    config.capacity_hint = ids.len();
+    let index = UserIndex::new(config)?;
     let pb = crate::progress::bar(ids.len() as u64, "indexing");
-    for (chunk, rows) in ids
-        .chunks(CHUNK)
-        .zip(table.data.chunks(CHUNK * table.dim.max(1)))
-    {
+    for (chunk, rows) in ids.chunks(CHUNK).zip(data.chunks(CHUNK * dim.max(1))) {
         index.upsert_batch(chunk, rows)?;
         pb.inc(chunk.len() as u64);
     }

@@ -37,6 +37,11 @@ pub fn obd_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     data_dir(explicit, "obd", "the Open Bandit Dataset sample")
 }
 
+/// Writes `contents` to `path`; an error names the file.
+pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A committed model under models/, found upwards.
 pub fn model(name: &str) -> Result<PathBuf, String> {
     find_up(&Path::new("models").join(name)).ok_or_else(|| {

@@ -156,21 +156,17 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for (u, s) in segments.assignments() {
             let _ = writeln!(text, "{}\t{s}", name(u));
         }
-        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        crate::paths::write(p, text)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &a.profiles {
         let json = profiles_json(&segments, &profiles, &name);
-        std::fs::write(p, serde_json::to_string_pretty(&json)?)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        crate::paths::write(p, serde_json::to_string_pretty(&json)?)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &a.picture {
-        std::fs::write(
-            p,
-            picture(&segments, &index, &profiles, "groupwise segments"),
-        )
-        .map_err(|e| format!("{}: {e}", p.display()))?;
+        let svg = picture(&segments, &index, &profiles, "groupwise segments");
+        crate::paths::write(p, svg)?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

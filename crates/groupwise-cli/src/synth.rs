@@ -102,7 +102,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     write_npy(&a.out, &data, a.n, a.dim)?;
     if let Some(p) = &a.labels_out {
         let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        crate::paths::write(p, text)?;
     }
     let q = clustered(a.queries, a.dim, &c, a.spread, &mut rng);
     write_npy(&a.queries_out, &q, a.queries, a.dim)?;

@@ -367,8 +367,9 @@ fn one_pass(
     (membership, levels)
 }
 
-/// Renumbers community ids to `0..count` in order of first appearance; returns count.
-pub(crate) fn renumber(membership: &mut [u32]) -> usize {
+/// Renumbers labels (community or segment ids) to `0..count` in order of
+/// first appearance; returns the count.
+pub fn renumber(membership: &mut [u32]) -> usize {
     let max = membership
         .iter()
         .map(|&c| c as usize + 1)

@@ -30,8 +30,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use community::renumber;
-pub use community::{detect, detect_from, Algorithm, Communities, CommunityConfig, WeightedGraph};
+pub use community::{
+    detect, detect_from, renumber, Algorithm, Communities, CommunityConfig, WeightedGraph,
+};
 pub use kmeans::{spherical_kmeans, spherical_kmeans_from, KMeans, KMeansConfig};
 pub use profile::{Behaviour, Lift, ProfileOptions, SegmentProfile};
 pub use stable::{KeptSegment, RebuildReport};

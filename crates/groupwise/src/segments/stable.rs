@@ -57,18 +57,12 @@ impl Segments {
     /// Renumbers these (freshly built) segments so that each one overlapping
     /// an old segment enough keeps the old id; reports the churn.
     pub(super) fn inherit_ids(&mut self, previous: &Segments) -> RebuildReport {
-        // Overlap counts of (new, old) pairs.
-        let mut overlap: HashMap<(SegmentId, SegmentId), usize> = HashMap::new();
-        for (user, &new) in &self.member_of {
-            if let Some(&old) = previous.member_of.get(user) {
-                *overlap.entry((new, old)).or_insert(0) += 1;
-            }
-        }
         let size_new = |s: SegmentId| self.segments.get(&s).map_or(0, |x| x.members.len());
         let size_old = |s: SegmentId| previous.segments.get(&s).map_or(0, |x| x.members.len());
-        let mut pairs: Vec<(f64, SegmentId, SegmentId)> = overlap
-            .iter()
-            .map(|(&(new, old), &both)| {
+        let mut pairs: Vec<(f64, SegmentId, SegmentId)> = previous
+            .overlaps(self)
+            .into_iter()
+            .map(|(old, new, both)| {
                 let union = size_new(new) + size_old(old) - both;
                 (both as f64 / union.max(1) as f64, new, old)
             })
