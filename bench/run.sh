@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                  # everything at MovieLens + 100k scale (about 15 min)
 #   bench/run.sh --full           # also 1M synthetic users (about 90 more min)
-#   bench/run.sh --only segments  # one part: encode, index, lookalike, segments or slates
+#   bench/run.sh --only segments  # one part: encode, index, lookalike, segments, slates or engine
 #
 # Parts: encoder throughput (vs Python onnxruntime); index build / recall / QPS
 # (vs hnswlib, faiss); lookalike at 1M (vs exact brute force); segments (vs
@@ -93,6 +93,15 @@ if want slates; then
   "$GW" bench slates > "$OUT/slates.jsonl"
   "$PY" bench/peers_slates.py >> "$OUT/slates.jsonl"
   "$PY" bench/report_slates.py "$OUT/slates.jsonl" | tee "$OUT/slates.md"
+fi
+
+if want engine; then
+  # Engine snapshots (graph stored vs rebuilt on load) and the mixed load.
+  # No peer: the ratio that matters is load with the graph vs without, in one run.
+  "$GW" bench engine --n 100000 > "$OUT/engine-100k.jsonl"
+  if [[ $FULL == 1 ]]; then
+    "$GW" bench engine --n 1000000 --decisions 200000 --ops 2000 --threads 2 > "$OUT/engine-1m.jsonl"
+  fi
 fi
 
 if want encode || want index; then

@@ -29,6 +29,9 @@ pub enum Command {
     Lookalike(LookalikeArgs),
     /// Slate decisions per second and latency, and feedback throughput.
     Slates(crate::bench_slates::SlatesArgs),
+    /// Snapshot save/load time and size (graph stored or rebuilt), and the
+    /// throughput of a mixed load of engine operations.
+    Engine(crate::bench_engine::EngineArgs),
 }
 
 /// Arguments of `groupwise bench lookalike`.
@@ -122,6 +125,7 @@ pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Index(a) => index(a),
         Command::Lookalike(a) => lookalike(a),
         Command::Slates(a) => crate::bench_slates::slates(a),
+        Command::Engine(a) => crate::bench_engine::engine(a),
     }
 }
 

@@ -7,11 +7,13 @@
 //! * `groupwise segments`: discover segments (assignments, profiles, picture).
 //! * `groupwise eval lookalike`: the held-out evaluation of the lookalike scorers.
 //! * `groupwise synth`: clustered synthetic vectors for benchmarks.
-//! * `groupwise bench encode|index`: benchmark rows (JSON lines) that
-//!   bench/report.py sets next to the Python peers.
+//! * `groupwise snapshot inspect|check`: what an engine snapshot holds.
+//! * `groupwise bench encode|index|lookalike|slates|snapshot`: benchmark rows
+//!   (JSON lines) that bench/report.py sets next to the Python peers.
 
 mod alloc;
 mod bench;
+mod bench_engine;
 mod bench_slates;
 mod columns;
 mod demo;
@@ -25,6 +27,7 @@ mod paths;
 mod plot;
 mod progress;
 mod segments;
+mod snapshot;
 mod synth;
 
 use std::process::ExitCode;
@@ -60,6 +63,9 @@ enum Command {
     /// Benchmarks that print JSON lines (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Inspect or check an engine snapshot file.
+    #[command(subcommand)]
+    Snapshot(snapshot::Command),
 }
 
 #[global_allocator]
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Eval(c) => eval::run(&c),
         Command::Synth(a) => synth::run(&a),
         Command::Bench(c) => bench::run(&c),
+        Command::Snapshot(c) => snapshot::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

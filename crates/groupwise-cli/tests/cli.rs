@@ -136,12 +136,15 @@ fn demo_runs_on_movielens_and_checks_the_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let picture = dir.path().join("segments.svg");
     let regret = dir.path().join("regret.svg");
+    let snapshot = dir.path().join("ml.gw");
     let res = groupwise(&[
         "demo",
         "--picture",
         picture.to_str().expect("utf-8"),
         "--slates-picture",
         regret.to_str().expect("utf-8"),
+        "--snapshot",
+        snapshot.to_str().expect("utf-8"),
     ]);
     let stdout = text(&res.stdout);
     assert!(res.status.success(), "{}\n{}", stdout, text(&res.stderr));
@@ -185,6 +188,31 @@ fn demo_runs_on_movielens_and_checks_the_index() {
     assert!(ctr("greedy") > 1.3 * ctr("random"), "{stdout}");
     let svg = std::fs::read_to_string(&regret).expect("regret picture written");
     assert_eq!(svg.matches("<polyline").count(), 4);
+    // The engine snapshot is saved, reloaded and checked, and `snapshot
+    // inspect` reads it back.
+    assert!(stdout.contains("check passed"), "{stdout}");
+    let inspected = groupwise(&["snapshot", "inspect", snapshot.to_str().expect("utf-8")]);
+    let out = text(&inspected.stdout);
+    assert!(inspected.status.success(), "{out}");
+    assert!(
+        out.contains("users 943 (dimension 64; HNSW graph stored)"),
+        "{out}"
+    );
+    assert!(out.contains(": OK"), "{out}");
+    assert!(
+        out.contains("3000 decisions, 3000 feedback events"),
+        "{out}"
+    );
+    // A damaged copy is refused with a clear message, not a panic.
+    let mut bytes = std::fs::read(&snapshot).expect("snapshot written");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    let damaged = dir.path().join("damaged.gw");
+    std::fs::write(&damaged, &bytes).expect("write");
+    let res = groupwise(&["snapshot", "inspect", damaged.to_str().expect("utf-8")]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(err.contains("checksum mismatch"), "{err}");
 }
 
 #[test]

@@ -164,6 +164,39 @@ pub enum Error {
         id: u64,
     },
 
+    /// A snapshot (or replica delta) is damaged: truncated, bit-flipped, or
+    /// not a groupwise snapshot at all. Nothing was loaded.
+    #[error("{path}: not a valid groupwise snapshot: {problem}; restore the previous snapshot or rebuild the engine")]
+    CorruptSnapshot {
+        /// The file (or `<bytes>` for in-memory input).
+        path: PathBuf,
+        /// What the check found.
+        problem: String,
+    },
+
+    /// A snapshot was written by a format version this build cannot read.
+    #[error("{path}: snapshot format version {found}, this build reads versions {oldest} to {newest}; {advice}")]
+    SnapshotVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The oldest version this build reads (older ones are migrated).
+        oldest: u32,
+        /// The newest version this build reads (and writes).
+        newest: u32,
+        /// What to do about it.
+        advice: &'static str,
+    },
+
+    /// An operation needs an encoder the engine does not have.
+    #[error("no encoder named {0:?}; load it with Engine::load_encoder or list it in EngineConfig::encoders")]
+    UnknownEncoder(String),
+
+    /// An operation needs data-driven segments and none are built yet.
+    #[error("no segments are built yet; call Engine::build_segments first")]
+    NoSegments,
+
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

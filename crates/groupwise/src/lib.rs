@@ -48,7 +48,9 @@
 pub mod bandit;
 pub mod data;
 pub mod encoder;
+pub mod engine;
 pub mod error;
+mod frame;
 pub mod graph;
 pub mod index;
 pub mod io;
@@ -60,6 +62,7 @@ pub mod vector;
 pub use encoder::{
     EncodeStats, Encoded, Encoder, EncoderOptions, InputKind, ModelContract, Sequence,
 };
+pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use index::{Filter, IndexConfig, Neighbor, SearchMode, SearchOptions, UserIndex};
 pub use runtime::RuntimeConfig;

@@ -44,6 +44,29 @@ impl Counts {
         self.time = self.time.max(now);
     }
 
+    /// Adds counts recorded elsewhere (another replica's delta): both are
+    /// decayed to the later of their times, then summed. Symmetric in its two
+    /// operands, so merges commute.
+    pub fn merge(&mut self, other: &Counts, half_life: Option<f64>) {
+        let t = self.time.max(other.time);
+        let (a, b) = (self.at(t, half_life), other.at(t, half_life));
+        *self = Counts {
+            successes: a.successes + b.successes,
+            failures: a.failures + b.failures,
+            time: t,
+        };
+    }
+
+    /// True if both counts are finite and non-negative (checked on every
+    /// count that comes from outside: snapshots and deltas).
+    pub fn is_valid(&self) -> bool {
+        self.successes.is_finite()
+            && self.failures.is_finite()
+            && self.successes >= 0.0
+            && self.failures >= 0.0
+            && !self.time.is_nan()
+    }
+
     /// Total evidence (effective examinations).
     #[inline]
     pub fn total(&self) -> f64 {

@@ -51,6 +51,7 @@ pub mod beta;
 pub mod click;
 mod select;
 pub mod sim;
+mod state;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +65,7 @@ use serde::{Deserialize, Serialize};
 pub use beta::{Beta, Counts};
 pub use click::{estimate_examination, ClickModel, Impression};
 pub use select::Policy;
+pub use state::{BanditState, Delta};
 
 use crate::error::{Error, Result};
 use crate::segments::SegmentId;
@@ -116,6 +118,7 @@ impl Default for Blend {
 
 /// Parameters of a [`SlateBandit`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BanditConfig {
     /// Base prior α (default 1: with β = 1, flat).
     pub prior_alpha: f64,
@@ -150,6 +153,14 @@ pub struct BanditConfig {
     /// Seed of every random choice (each decision's generator is derived from
     /// it and the decision id).
     pub seed: u64,
+    /// Keep a journal of count changes for [`SlateBandit::export_delta`]
+    /// (default false; replicas that merge each other's learning turn it on).
+    #[serde(default)]
+    pub record_deltas: bool,
+    /// This replica's id in delta exchange (default 0): deltas carrying it
+    /// are this replica's own and are never merged back.
+    #[serde(default)]
+    pub replica_id: u64,
 }
 
 impl Default for BanditConfig {
@@ -169,6 +180,8 @@ impl Default for BanditConfig {
             blend: Blend::default(),
             prune: true,
             seed: 42,
+            record_deltas: false,
+            replica_id: 0,
         }
     }
 }
@@ -298,7 +311,7 @@ pub struct Feedback<'a> {
 }
 
 /// Counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Decisions made.
     pub decisions: u64,
@@ -316,6 +329,10 @@ pub struct Stats {
     pub clicks: u64,
     /// Slate slots recorded as shown.
     pub impressions: u64,
+    /// Deltas from other replicas merged (see [`SlateBandit::merge_delta`]).
+    pub merged_deltas: u64,
+    /// Feedback events those deltas carried.
+    pub merged_feedback: u64,
 }
 
 const SHARDS: usize = 32;
@@ -332,15 +349,55 @@ struct UserState {
     tick: u64,
 }
 
+impl UserState {
+    /// The counts of `item`, made room for (the least examined item is
+    /// evicted when the user already holds `max_items`).
+    fn item_mut(&mut self, item: u64, max_items: usize) -> &mut Counts {
+        if !self.items.contains_key(&item) && self.items.len() >= max_items {
+            if let Some((&victim, _)) = self
+                .items
+                .iter()
+                .min_by(|a, b| a.1.total().total_cmp(&b.1.total()).then(a.0.cmp(b.0)))
+            {
+                self.items.remove(&victim);
+            }
+        }
+        self.items.entry(item).or_default()
+    }
+}
+
+impl UserJournal {
+    fn item_mut(&mut self, item: u64) -> &mut Counts {
+        let i = match self.items.iter().position(|e| e.0 == item) {
+            Some(i) => i,
+            None => {
+                self.items.push((item, Counts::default()));
+                self.items.len() - 1
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
 #[derive(Debug, Default)]
 struct UserShard {
     users: HashMap<u64, UserState>,
     /// Last update tick → user, for least-recently-updated eviction.
     order: BTreeMap<u64, u64>,
     tick: u64,
+    /// Changes since the last [`SlateBandit::export_delta`] (when journaling;
+    /// not evicted with the user, so replicas still learn from evicted users).
+    journal: HashMap<u64, UserJournal>,
 }
 
-#[derive(Debug, Clone)]
+/// A user's count changes since the last delta.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct UserJournal {
+    evidence: Counts,
+    items: Vec<(u64, Counts)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
     user: Option<u64>,
     segment: Option<SegmentId>,
@@ -364,15 +421,20 @@ struct Counters {
     evicted_users: AtomicU64,
     clicks: AtomicU64,
     impressions: AtomicU64,
+    merged_deltas: AtomicU64,
+    merged_feedback: AtomicU64,
 }
 
 /// An item's counts: over all segments, and per segment (sorted by segment
 /// id). One entry per item, so a decision finds every level of a candidate
 /// with one lookup.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct ItemCounts {
     pooled: Counts,
     segments: Vec<(SegmentId, Counts)>,
+    /// Changes since the last [`SlateBandit::export_delta`] (when journaling;
+    /// its own `journal` is always `None`).
+    journal: Option<Box<ItemCounts>>,
 }
 
 impl ItemCounts {
@@ -381,6 +443,48 @@ impl ItemCounts {
             .binary_search_by_key(&segment, |e| e.0)
             .ok()
             .map(|i| &self.segments[i].1)
+    }
+
+    /// Adds an observation to the pooled level and, if given, a segment.
+    fn add(&mut self, segment: Option<SegmentId>, succ: f64, fail: f64, now: f64, h: Option<f64>) {
+        self.pooled.add(succ, fail, now, h);
+        if let Some(s) = segment {
+            self.segment_mut(s).add(succ, fail, now, h);
+        }
+    }
+
+    /// Re-attributes segment counts after a rebuild (see
+    /// [`SlateBandit::migrate_segments`]): segments in `from` are split by
+    /// `shares`; others stay.
+    fn migrate(
+        &mut self,
+        from: &HashMap<SegmentId, usize>,
+        shares: &HashMap<SegmentId, Vec<(SegmentId, f64)>>,
+    ) {
+        let old = std::mem::take(&mut self.segments);
+        let mut moved: Vec<(SegmentId, Counts)> = Vec::new();
+        for (s, c) in old {
+            if !from.contains_key(&s) {
+                moved.push((s, c));
+                continue;
+            }
+            for &(new, share) in shares.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
+                moved.push((
+                    new,
+                    Counts {
+                        successes: c.successes * share,
+                        failures: c.failures * share,
+                        time: c.time,
+                    },
+                ));
+            }
+        }
+        for (s, c) in moved {
+            let e = self.segment_mut(s);
+            e.successes += c.successes;
+            e.failures += c.failures;
+            e.time = e.time.max(c.time);
+        }
     }
 
     fn segment_mut(&mut self, segment: SegmentId) -> &mut Counts {
@@ -402,11 +506,14 @@ pub struct SlateBandit {
     items: Vec<RwLock<HashMap<u64, ItemCounts>>>,
     /// Category counts over all segments.
     categories: RwLock<HashMap<u32, Counts>>,
+    /// Category count changes since the last delta (when journaling).
+    category_journal: Mutex<HashMap<u32, Counts>>,
     item_category: RwLock<HashMap<u64, u32>>,
     users: Vec<RwLock<UserShard>>,
     pending: Vec<Mutex<PendingShard>>,
     next_id: AtomicU64,
     counters: Counters,
+    replication: state::Replication,
 }
 
 impl std::fmt::Debug for SlateBandit {
@@ -436,6 +543,7 @@ impl SlateBandit {
                 .map(|_| RwLock::new(HashMap::default()))
                 .collect(),
             categories: RwLock::new(HashMap::default()),
+            category_journal: Mutex::new(HashMap::default()),
             item_category: RwLock::new(HashMap::default()),
             users: (0..SHARDS)
                 .map(|_| RwLock::new(UserShard::default()))
@@ -445,6 +553,7 @@ impl SlateBandit {
                 .collect(),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
+            replication: state::Replication::default(),
         })
     }
 
@@ -472,6 +581,8 @@ impl SlateBandit {
             evicted_users: get(&c.evicted_users),
             clicks: get(&c.clicks),
             impressions: get(&c.impressions),
+            merged_deltas: get(&c.merged_deltas),
+            merged_feedback: get(&c.merged_feedback),
         }
     }
 
@@ -723,6 +834,11 @@ impl SlateBandit {
             feedback.now.unwrap_or(f64::NEG_INFINITY),
         );
         self.counters.applied.fetch_add(1, Ordering::Relaxed);
+        if self.config.record_deltas {
+            self.replication
+                .journal_events
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.counters
             .clicks
             .fetch_add(feedback.clicks.len() as u64, Ordering::Relaxed);
@@ -768,34 +884,61 @@ impl SlateBandit {
         now: f64,
     ) {
         let h = self.config.half_life;
+        let journal = self.config.record_deltas;
         for &(item, succ, fail) in observations {
             let mut shard = self.items[shard_of(item)].write();
             let entry = shard.entry(item).or_default();
-            entry.pooled.add(succ, fail, now, h);
-            if let Some(s) = segment {
-                entry.segment_mut(s).add(succ, fail, now, h);
+            entry.add(segment, succ, fail, now, h);
+            if journal {
+                entry
+                    .journal
+                    .get_or_insert_default()
+                    .add(segment, succ, fail, now, h);
             }
         }
         {
             let item_category = self.item_category.read();
             if !item_category.is_empty() {
                 let mut categories = self.categories.write();
+                let mut category_journal = journal.then(|| self.category_journal.lock());
                 for &(item, succ, fail) in observations {
                     if let Some(&c) = item_category.get(&item) {
                         categories.entry(c).or_default().add(succ, fail, now, h);
+                        if let Some(j) = category_journal.as_mut() {
+                            j.entry(c).or_default().add(succ, fail, now, h);
+                        }
                     }
                 }
             }
         }
         if let Some(u) = user {
-            self.apply_user(u, observations, now);
+            self.apply_user(u, observations, now, journal);
         }
     }
 
-    fn apply_user(&self, user: u64, observations: &[(u64, f64, f64)], now: f64) {
+    fn apply_user(&self, user: u64, observations: &[(u64, f64, f64)], now: f64, journal: bool) {
         let h = self.config.half_life;
-        let per_shard = (self.config.max_users / SHARDS).max(1);
         let mut shard = self.users[shard_of(user)].write();
+        let state = self.touch_user(&mut shard, user);
+        for &(item, succ, fail) in observations {
+            state.evidence.add(succ, fail, now, h);
+            state
+                .item_mut(item, self.config.max_user_items)
+                .add(succ, fail, now, h);
+        }
+        if journal {
+            let j = shard.journal.entry(user).or_default();
+            for &(item, succ, fail) in observations {
+                j.evidence.add(succ, fail, now, h);
+                j.item_mut(item).add(succ, fail, now, h);
+            }
+        }
+    }
+
+    /// `user`'s state, created if new (evicting the least recently updated
+    /// user of a full shard), marked as just updated.
+    fn touch_user<'s>(&self, shard: &'s mut UserShard, user: u64) -> &'s mut UserState {
+        let per_shard = (self.config.max_users / SHARDS).max(1);
         shard.tick += 1;
         let tick = shard.tick;
         if !shard.users.contains_key(&user) {
@@ -807,25 +950,10 @@ impl SlateBandit {
                 self.counters.evicted_users.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let state = shard.users.entry(user).or_default();
-        let old_tick = state.tick;
-        state.tick = tick;
-        for &(item, succ, fail) in observations {
-            state.evidence.add(succ, fail, now, h);
-            if !state.items.contains_key(&item) && state.items.len() >= self.config.max_user_items {
-                // Make room: drop the least examined item.
-                if let Some((&victim, _)) = state
-                    .items
-                    .iter()
-                    .min_by(|a, b| a.1.total().total_cmp(&b.1.total()).then(a.0.cmp(b.0)))
-                {
-                    state.items.remove(&victim);
-                }
-            }
-            state.items.entry(item).or_default().add(succ, fail, now, h);
-        }
+        let old_tick = std::mem::replace(&mut shard.users.entry(user).or_default().tick, tick);
         shard.order.remove(&old_tick);
         shard.order.insert(tick, user);
+        shard.users.entry(user).or_default()
     }
 
     /// Counts of an item in a segment (for inspection and tests).
@@ -903,29 +1031,9 @@ impl SlateBandit {
         }
         for shard in &self.items {
             for entry in shard.write().values_mut() {
-                let old = std::mem::take(&mut entry.segments);
-                let mut moved: Vec<(SegmentId, Counts)> = Vec::new();
-                for (s, c) in old {
-                    if !from.contains_key(&s) {
-                        moved.push((s, c));
-                        continue;
-                    }
-                    for &(new, share) in shares.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
-                        moved.push((
-                            new,
-                            Counts {
-                                successes: c.successes * share,
-                                failures: c.failures * share,
-                                time: c.time,
-                            },
-                        ));
-                    }
-                }
-                for (s, c) in moved {
-                    let e = entry.segment_mut(s);
-                    e.successes += c.successes;
-                    e.failures += c.failures;
-                    e.time = e.time.max(c.time);
+                entry.migrate(&from, &shares);
+                if let Some(j) = entry.journal.as_mut() {
+                    j.migrate(&from, &shares);
                 }
             }
         }

@@ -92,6 +92,11 @@ impl IdMapper {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// Every mapped `(numeric id, original string)` pair, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.names.iter().map(|(&id, name)| (id, name.as_str()))
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +128,11 @@ mod tests {
         assert_eq!(m.map("user-a")?, a);
         assert_eq!(m.name(a), Some("user-a"));
         assert_eq!(m.len(), 1);
+        let b = m.map("7")?;
+        let mut all: Vec<(u64, &str)> = m.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, [(7, "7"), (a, "user-a")]);
+        assert_eq!(b, 7);
         Ok(())
     }
 }

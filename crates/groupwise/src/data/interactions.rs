@@ -1,10 +1,11 @@
 //! Interaction logs: (user, item, optional weight, optional timestamp) rows.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use super::ids::IdMapper;
-use super::table::Table;
+use super::table::{open_file, Table};
 use crate::error::Result;
 
 /// Which columns of an interactions file hold what.
@@ -14,7 +15,8 @@ pub struct InteractionsSpec {
     pub user_col: String,
     /// Column with the item id (default `item_id`).
     pub item_col: String,
-    /// Optional column with a weight or rating (a finite number).
+    /// Optional column with a weight or rating (a finite number within the
+    /// `f32` range, |w| ≤ 3.4e38).
     pub weight_col: Option<String>,
     /// Optional column with a timestamp (any finite number; only the order matters).
     pub time_col: Option<String>,
@@ -84,10 +86,36 @@ pub struct Interactions {
 
 impl Interactions {
     /// Reads an interactions file. Every row must have the header's number of
-    /// fields, a non-empty user and item id, and finite weight and time values.
+    /// fields, a non-empty user and item id, a finite weight within the `f32`
+    /// range and a finite time.
+    ///
+    /// Same as [`Interactions::from_reader`] on the opened file, with the path
+    /// as the name.
     pub fn load(path: impl AsRef<Path>, spec: &InteractionsSpec) -> Result<Self> {
         let path = path.as_ref();
-        let mut table = Table::open(path, spec.delimiter)?;
+        Self::read(open_file(path)?, path, spec)
+    }
+
+    /// Reads an interactions log from any byte source (a buffer, a socket, a
+    /// decompressor), with the same rules as [`Interactions::load`].
+    ///
+    /// `name` stands in for the file path: errors report it (`name:line:
+    /// problem`), and when `spec.delimiter` is `None` its extension picks the
+    /// delimiter as for a path (`"log.tsv"` → tab, `"log.csv"` or `""` → comma).
+    ///
+    /// ```
+    /// use groupwise::data::{Interactions, InteractionsSpec};
+    /// let text = "user_id,item_id\nalice,7\nbob,7\n";
+    /// let log = Interactions::from_reader(text.as_bytes(), "inline.csv", &InteractionsSpec::default())?;
+    /// assert_eq!(log.len(), 2);
+    /// # Ok::<(), groupwise::Error>(())
+    /// ```
+    pub fn from_reader(reader: impl Read, name: &str, spec: &InteractionsSpec) -> Result<Self> {
+        Self::read(reader, Path::new(name), spec)
+    }
+
+    fn read(reader: impl Read, path: &Path, spec: &InteractionsSpec) -> Result<Self> {
+        let mut table = Table::new(reader, path, spec.delimiter)?;
         let user_col = table.column(&spec.user_col)?;
         let item_col = table.column(&spec.item_col)?;
         let weight_col = table.optional_column(spec.weight_col.as_deref())?;
@@ -100,19 +128,19 @@ impl Interactions {
             if user_raw.is_empty() || item_raw.is_empty() {
                 return Err(table.row_error(line, "empty user or item id"));
             }
-            let number = |col: Option<usize>, what: &str| -> Result<Option<f64>> {
-                col.map(|c| {
-                    parse_finite(field(c)).ok_or_else(|| {
-                        table.row_error(
-                            line,
-                            format!("{what} {:?} is not a finite number", field(c)),
-                        )
-                    })
-                })
-                .transpose()
+            let bad = |what: &str, c: usize, problem: &str| {
+                table.row_error(line, format!("{what} {:?} {problem}", field(c)))
             };
-            let weight = number(weight_col, "weight")?.map_or(1.0, |w| w as f32);
-            let time = number(time_col, "timestamp")?.unwrap_or(out.rows.len() as f64);
+            let weight = match weight_col {
+                Some(c) => parse_weight(field(c))
+                    .ok_or_else(|| bad("weight", c, "is not a finite number within ±3.4e38"))?,
+                None => 1.0,
+            };
+            let time = match time_col {
+                Some(c) => parse_finite(field(c))
+                    .ok_or_else(|| bad("timestamp", c, "is not a finite number"))?,
+                None => out.rows.len() as f64,
+            };
             let user = out.users.map(user_raw)?;
             let item = out.items.map(item_raw)?;
             out.rows.push(Interaction {
@@ -163,6 +191,13 @@ impl Interactions {
 
 fn parse_finite(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Parses a weight straight to `f32` (correctly rounded). A value that is
+/// finite as an `f64` can still overflow `f32` (`1e39`); it is rejected rather
+/// than stored as infinity.
+fn parse_weight(s: &str) -> Option<f32> {
+    s.parse::<f32>().ok().filter(|v| v.is_finite())
 }
 
 #[cfg(test)]
@@ -230,5 +265,62 @@ mod tests {
         let p = write(&dir, "nocol.csv", "a,b\n1,2\n");
         let err = Interactions::load(&p, &InteractionsSpec::default()).expect_err("missing column");
         assert!(err.to_string().contains("no column `user_id`"), "{err}");
+    }
+
+    /// Found by `fuzz/` (target `interactions`): `1e308` is a finite `f64` but
+    /// overflowed to an infinite `f32` weight, breaking the finite-weight
+    /// contract (and every score computed from it).
+    #[test]
+    fn weights_beyond_f32_are_rejected() -> Result<()> {
+        let spec = InteractionsSpec {
+            user_col: "u".into(),
+            item_col: "i".into(),
+            weight_col: Some("w".into()),
+            delimiter: Some(b','),
+            ..Default::default()
+        };
+        // The fuzzer's input, minus its selector byte.
+        let crash: &[u8] = b"u,i,w\n \xef\xbb\xbf\x0c\0ri\x16\0,\x02u,1e308";
+        for text in [crash, b"u,i,w\n1,2,1e39\n", b"u,i,w\n1,2,-3.5e38\n"] {
+            match Interactions::from_reader(text, "w.csv", &spec) {
+                Err(Error::Parse {
+                    line: 2, problem, ..
+                }) => {
+                    assert!(
+                        problem.contains("weight") && problem.contains("3.4e38"),
+                        "{problem}"
+                    );
+                }
+                other => panic!("expected a weight error on line 2, got {other:?}"),
+            }
+        }
+        // The largest finite f32 and a tiny value that rounds to zero still load.
+        let ok = Interactions::from_reader(&b"u,i,w\n1,2,3.4e38\n1,3,1e-50\n"[..], "w.csv", &spec)?;
+        assert_eq!(ok.rows[0].weight, 3.4e38);
+        assert_eq!(ok.rows[1].weight, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn from_reader_matches_load_and_names_the_source() -> Result<()> {
+        let text = "user_id\titem_id\trating\ttimestamp\n7\t100\t4\t30\nbob\t200\t5\t10\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(&dir, "log.tsv", text);
+        let spec = InteractionsSpec::movielens();
+        let from_file = Interactions::load(&p, &spec)?;
+        // The name's extension picks the delimiter like a path's would.
+        let from_mem = Interactions::from_reader(text.as_bytes(), "log.tsv", &spec)?;
+        assert_eq!(from_mem.rows, from_file.rows);
+        assert_eq!(from_mem.users, from_file.users);
+        assert_eq!(from_mem.items, from_file.items);
+
+        let bad = "user_id,item_id\n1,\n";
+        match Interactions::from_reader(bad.as_bytes(), "upload #3", &InteractionsSpec::default()) {
+            Err(err @ Error::Parse { line: 2, .. }) => {
+                assert!(err.to_string().starts_with("upload #3:2:"), "{err}");
+            }
+            other => panic!("expected a parse error on line 2, got {other:?}"),
+        }
+        Ok(())
     }
 }

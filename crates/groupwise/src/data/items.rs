@@ -2,10 +2,11 @@
 //! title, used to describe users, neighbours and segments.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use super::ids::IdMapper;
-use super::table::Table;
+use super::table::{open_file, Table};
 use crate::error::Result;
 
 /// Which columns of an item metadata file hold what.
@@ -58,9 +59,34 @@ pub struct ItemMetadata {
 
 impl ItemMetadata {
     /// Reads an item metadata file. A repeated item id is an error.
+    ///
+    /// Same as [`ItemMetadata::from_reader`] on the opened file, with the path
+    /// as the name.
     pub fn load(path: impl AsRef<Path>, spec: &ItemMetadataSpec) -> Result<Self> {
         let path = path.as_ref();
-        let mut table = Table::open(path, spec.delimiter)?;
+        Self::read(open_file(path)?, path, spec)
+    }
+
+    /// Reads item metadata from any byte source, with the same rules as
+    /// [`ItemMetadata::load`].
+    ///
+    /// `name` stands in for the file path: errors report it, and when
+    /// `spec.delimiter` is `None` its extension picks the delimiter as for a
+    /// path (`"items.item"` → tab, `"items.csv"` or `""` → comma).
+    ///
+    /// ```
+    /// use groupwise::data::{ItemMetadata, ItemMetadataSpec};
+    /// let text = "item_id\tclass\n7\tAction Comedy\n";
+    /// let meta = ItemMetadata::from_reader(text.as_bytes(), "items.tsv", &ItemMetadataSpec::default())?;
+    /// assert_eq!(meta.categories(7).len(), 2);
+    /// # Ok::<(), groupwise::Error>(())
+    /// ```
+    pub fn from_reader(reader: impl Read, name: &str, spec: &ItemMetadataSpec) -> Result<Self> {
+        Self::read(reader, Path::new(name), spec)
+    }
+
+    fn read(reader: impl Read, path: &Path, spec: &ItemMetadataSpec) -> Result<Self> {
+        let mut table = Table::new(reader, path, spec.delimiter)?;
         let item_col = table.column(&spec.item_col)?;
         let cat_col = table.column(&spec.category_col)?;
         let title_col = table.optional_column(spec.title_col.as_deref())?;
@@ -154,5 +180,22 @@ mod tests {
             Err(Error::Parse { line: 3, .. }) => Ok(()),
             other => panic!("expected duplicate error on line 3, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn from_reader_reads_in_memory_text() -> Result<()> {
+        let spec = ItemMetadataSpec {
+            title_col: Some("title".into()),
+            category_sep: '|',
+            ..ItemMetadataSpec::default()
+        };
+        let text = "item_id,title,class\n1,\"Heat, 1995\",Action|Thriller\n";
+        let meta = ItemMetadata::from_reader(text.as_bytes(), "items.csv", &spec)?;
+        assert_eq!(meta.title(1), Some("Heat, 1995"));
+        assert_eq!(meta.categories(1), [0, 1]);
+        let err = ItemMetadata::from_reader("a,b\n".as_bytes(), "meta", &spec)
+            .expect_err("missing column");
+        assert!(err.to_string().starts_with("meta:1:"), "{err}");
+        Ok(())
     }
 }

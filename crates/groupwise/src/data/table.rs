@@ -1,6 +1,11 @@
 //! Shared plumbing of the delimited-text loaders: delimiter choice, header
 //! lookup with typed names (`user_id:token`), and row errors with line numbers.
+//!
+//! A [`Table`] reads from any [`Read`]; the path-based loaders open the file
+//! and hand it over, the in-memory entry points (`from_reader`) pass their
+//! reader and a display name that stands in for the path in errors.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -17,24 +22,32 @@ pub(crate) fn delimiter_for(path: &Path, explicit: Option<u8>) -> u8 {
     }
 }
 
-/// An open delimited file with its header.
-pub(crate) struct Table {
+/// Opens `path` for reading; the error names the path.
+pub(crate) fn open_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| Error::io(path, e))
+}
+
+/// An open delimited source with its header.
+pub(crate) struct Table<R> {
+    /// The file path, or the caller's name for an in-memory source; used in
+    /// errors and (without an explicit delimiter) to pick the delimiter.
     pub path: PathBuf,
-    pub reader: csv::Reader<std::fs::File>,
+    pub reader: csv::Reader<R>,
     pub header: Vec<String>,
 }
 
-impl Table {
-    pub fn open(path: &Path, delimiter: Option<u8>) -> Result<Self> {
+impl<R: Read> Table<R> {
+    /// Wraps `source` and reads its header row. `path` names the source in
+    /// errors and picks the delimiter by extension when `delimiter` is `None`.
+    pub fn new(source: R, path: &Path, delimiter: Option<u8>) -> Result<Self> {
         let delimiter = delimiter_for(path, delimiter);
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             // Tab-separated logs use no quoting (titles may contain `"`).
             .quoting(delimiter != b'\t')
             .has_headers(true)
             .flexible(false)
-            .from_reader(file);
+            .from_reader(source);
         let header = reader
             .headers()
             .map_err(|e| csv_error(path, e))?
@@ -72,7 +85,7 @@ impl Table {
     /// Calls `f(record, line)` for every data row, stopping at the first error.
     pub fn for_each_record(
         &mut self,
-        mut f: impl FnMut(&Table, &csv::StringRecord, u64) -> Result<()>,
+        mut f: impl FnMut(&Self, &csv::StringRecord, u64) -> Result<()>,
     ) -> Result<()> {
         let mut record = csv::StringRecord::new();
         loop {

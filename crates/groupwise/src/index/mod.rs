@@ -25,6 +25,7 @@
 mod distance;
 mod exact;
 mod knn;
+mod persist;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +35,7 @@ use parking_lot::RwLock;
 use rayon::prelude::*;
 
 pub use distance::CosineDistance;
+pub use persist::IndexState;
 
 use crate::error::{Error, Result};
 use crate::vector::normalized;
@@ -44,7 +46,8 @@ use exact::Scored;
 const MAX_LAYERS: usize = 16;
 
 /// Parameters of the user index.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IndexConfig {
     /// Embedding dimension (required, > 0).
     pub dim: usize,
@@ -72,6 +75,13 @@ pub struct IndexConfig {
     pub build_graph: bool,
 }
 
+impl Default for IndexConfig {
+    /// Defaults for 64-dimensional vectors (the reference encoders').
+    fn default() -> Self {
+        IndexConfig::new(64)
+    }
+}
+
 impl IndexConfig {
     /// Defaults for vectors of dimension `dim`.
     pub fn new(dim: usize) -> Self {
@@ -88,7 +98,7 @@ impl IndexConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.dim == 0 {
             return Err(Error::invalid("dim", "must be at least 1"));
         }

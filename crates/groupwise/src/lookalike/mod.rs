@@ -129,7 +129,8 @@ impl Scorer {
 }
 
 /// Parameters of lookalike expansion, with production defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LookalikeConfig {
     /// Fewest usable seeds a request may have (default 100).
     pub min_seeds: usize,

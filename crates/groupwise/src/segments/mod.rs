@@ -143,6 +143,7 @@ pub enum AssignRule {
 
 /// Parameters of segment discovery and serving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SegmentConfig {
     /// Discovery method (default: Leiden on a 15-NN graph).
     pub method: Method,
