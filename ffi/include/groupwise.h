@@ -35,6 +35,53 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* gw_engine_feedback: every slot of the slate was shown. */
+#define GW_ALL_VISIBLE SIZE_MAX
+
+// "No segment" in `int64_t` segment outputs.
+#define GW_NO_SEGMENT -1
+
+// Lookalike scorer: cosine similarity to the mean seed vector.
+#define GW_SCORER_CENTROID 0
+
+// Lookalike scorer: mean similarity to the most similar seeds.
+#define GW_SCORER_KNN 1
+
+// Lookalike scorer: seeds-vs-population logistic regression (the default).
+#define GW_SCORER_CLASSIFIER 2
+
+// Lookalike scorer: personalised PageRank over the kNN graph.
+#define GW_SCORER_DIFFUSION 3
+
+// Lookalike scorer: rank fusion of kNN density, classifier and diffusion.
+#define GW_SCORER_FUSION 4
+
+// Lookalike size: `size_value` users.
+#define GW_SIZE_COUNT 0
+
+// Lookalike size: the share `size_value` in (0, 1] of the population.
+#define GW_SIZE_FRACTION 1
+
+// Lookalike size: 1 % of the population (`size_value` ignored).
+#define GW_SIZE_NARROW 2
+
+// Lookalike size: 5 % of the population (`size_value` ignored).
+#define GW_SIZE_BALANCED 3
+
+// Lookalike size: 10 % of the population (`size_value` ignored).
+#define GW_SIZE_BROAD 4
+
+// Slate policy: in-slate Thompson sampling (a fresh draw per slot; default).
+#define GW_POLICY_IN_SLATE_TS 0
+
+// Slate policy: standard Thompson sampling (one draw, top K).
+#define GW_POLICY_TS 1
+
+// Slate policy: greedy by posterior mean.
+#define GW_POLICY_GREEDY 2
+
+// Slate policy: uniformly random (for logging and evaluation).
+#define GW_POLICY_RANDOM 3
 
 // The result of every fallible groupwise function.
 //
@@ -116,14 +163,123 @@ typedef uint32_t gw_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// An engine: embeddings, index, segments and bandit of one deployment
-// (the C side of `groupwise::Engine`). Opaque; created by a `gw_engine_*`
-// constructor and released by exactly one `gw_engine_free`.
+// Bytes owned by the library (a replica delta). Read with
+// `gw_bytes_data`, release with exactly one `gw_bytes_free`.
 //
-// Thread-safety: may be shared across threads. Every `gw_engine_*` function
-// taking a `const gw_engine *` may be called concurrently on the same
-// handle; `gw_engine_free` must not run concurrently with any other use.
+// Thread-safety: immutable; may be read from several threads at once;
+// `gw_bytes_free` must not run concurrently with a read.
+typedef struct gw_bytes gw_bytes;
+
+// An engine: encoders, user index, segments and slate bandit of one
+// deployment (the C side of `groupwise::Engine`). Opaque; created by
+// `gw_engine_new`, `gw_engine_open_json`, `gw_engine_open_file` or
+// `gw_engine_load`, released by exactly one `gw_engine_free`.
+//
+// Thread-safety: may be shared across threads. Every function taking a
+// `const gw_engine *` may be called concurrently on the same handle (the
+// engine synchronises internally); `gw_engine_free` must not run
+// concurrently with any other use of the handle.
 typedef struct gw_engine gw_engine;
+
+// What a snapshot file holds (see `gw_snapshot_inspect`).
+typedef struct gw_snapshot_info {
+    // Format version.
+    uint32_t version;
+    // File size in bytes.
+    uint64_t bytes;
+    // The XXH3-64 checksum (verified).
+    uint64_t checksum;
+    // Embedding dimension.
+    size_t dim;
+    // Live users.
+    size_t users;
+    // Served segments (0 when never built).
+    size_t segments;
+    // Whether the HNSW graph is stored.
+    bool graph_stored;
+    // Decisions awaiting feedback.
+    size_t pending_decisions;
+    // Feedback events the bandit applied.
+    uint64_t feedback_applied;
+} gw_snapshot_info;
+
+// A segment's summary (see `gw_engine_segment_profile`).
+typedef struct gw_segment_profile {
+    // The segment.
+    uint32_t id;
+    // Members.
+    size_t size;
+    // Mean cosine similarity of the members to the centroid.
+    double cohesion;
+} gw_segment_profile;
+
+// Engine counters and sizes (see `gw_engine_get_stats`).
+typedef struct gw_engine_stats {
+    // Users in the index.
+    size_t users;
+    // Served segments.
+    size_t segments;
+    // Loaded encoders.
+    size_t encoders;
+    // Upserts accepted.
+    uint64_t upserts;
+    // Users deleted.
+    uint64_t deletes;
+    // Lookalike expansions answered.
+    uint64_t lookalikes;
+    // Snapshots saved.
+    uint64_t snapshots;
+    // Slate decisions made.
+    uint64_t decisions;
+    // Feedback events applied.
+    uint64_t feedback_applied;
+    // Feedback refused: unknown, repeated or evicted decisions.
+    uint64_t rejected_unknown_decision;
+    // Feedback refused: slots outside the slate.
+    uint64_t rejected_bad_position;
+    // Clicks recorded.
+    uint64_t clicks;
+    // Slots recorded as shown.
+    uint64_t impressions;
+    // Replica deltas merged.
+    uint64_t merged_deltas;
+} gw_engine_stats;
+
+// A request for a slate (see `gw_engine_decide`). Zero-initialise it and
+// set what you need: `{0}` plus candidates and a slate size is in-slate
+// Thompson sampling for anonymous traffic on the pooled posteriors.
+typedef struct gw_slate_request {
+    // The user (when `has_user`): its own evidence, its segment and the
+    // host-score weight.
+    uint64_t user;
+    // Whether `user` is set.
+    bool has_user;
+    // The segment (when `has_segment`); otherwise the user's segment.
+    uint32_t segment;
+    // Whether `segment` is set.
+    bool has_segment;
+    // The host's candidate items.
+    const uint64_t *candidates;
+    // Number of candidates.
+    size_t n_candidates;
+    // Items not to show (may be NULL with 0).
+    const uint64_t *exclude;
+    // Number of excluded items.
+    size_t n_exclude;
+    // The host's per-candidate scores in [0, 1], aligned with
+    // `candidates` (NULL with 0 for none; else exactly `n_candidates`).
+    const float *host_scores;
+    // Number of host scores.
+    size_t n_host_scores;
+    // Slots to fill (>= 1).
+    size_t slate_size;
+    // A `GW_POLICY_*`.
+    uint32_t policy;
+    // Host clock in seconds (when `has_now`), for decay.
+    double now;
+    // Whether `now` is set.
+    bool has_now;
+} gw_slate_request;
 
 #ifdef __cplusplus
 extern "C" {
@@ -132,6 +288,234 @@ extern "C" {
 // The groupwise version as a NUL-terminated UTF-8 string with static lifetime
 // (the caller must not free it). Safe to call from any thread.
 const char *gw_version(void);
+
+// Points ONNX Runtime at `library_path` (libonnxruntime.so) before any
+// encoder is loaded. Optional: without it, `ORT_DYLIB_PATH` and then
+// `.groupwise/lib` are searched. The runtime is loaded once per process: a
+// later call naming the same file returns `GW_OK`, one naming another file
+// `GW_ERR_INVALID_ARGUMENT` (the first library stays). Thread-safe.
+//
+// # Safety
+// `library_path` is NULL or a NUL-terminated string.
+gw_result gw_runtime_init(const char *library_path);
+
+// Creates an engine with the default configuration for embeddings of
+// dimension `dim`, and writes it to `*out_engine`.
+//
+// # Safety
+// `out_engine` is NULL or writable.
+gw_result gw_engine_new(size_t dim, struct gw_engine **out_engine);
+
+// Creates an engine from a JSON configuration (`json`, `len` bytes of
+// UTF-8; every field but `dim` optional, see `groupwise::EngineConfig`),
+// loading the encoders it lists. Relative encoder paths are relative to the
+// working directory.
+//
+// # Safety
+// `json` points to `len` readable bytes (or is NULL with `len` 0);
+// `out_engine` is NULL or writable.
+gw_result gw_engine_open_json(const char *json, size_t len, struct gw_engine **out_engine);
+
+// Creates an engine from a JSON configuration file (relative encoder
+// paths are relative to the file's folder), loading the encoders it lists.
+//
+// # Safety
+// `config_path` is NULL or NUL-terminated; `out_engine` is NULL or writable.
+gw_result gw_engine_open_file(const char *config_path, struct gw_engine **out_engine);
+
+// Loads an engine from a snapshot file written by `gw_engine_save`
+// (checksum and format version checked first: a damaged file is
+// `GW_ERR_CORRUPT_SNAPSHOT`), re-opening the encoders its config names.
+// With `load_encoders` false the encoders are not opened (upserts from
+// behaviour then need `gw_engine_load_encoder`).
+//
+// # Safety
+// `snapshot_path` is NULL or NUL-terminated; `out_engine` is NULL or writable.
+gw_result gw_engine_load(const char *snapshot_path,
+                         bool load_encoders,
+                         struct gw_engine **out_engine);
+
+// Releases an engine. NULL is a no-op. Must not run concurrently with any
+// other use of the handle.
+//
+// # Safety
+// `engine` is NULL or a live handle, not used afterwards.
+void gw_engine_free(struct gw_engine *engine);
+
+// Saves a snapshot of the whole engine to `snapshot_path`, atomically
+// (temporary file, fsync, rename, fsync of the folder): the previous file
+// stays valid until the new one is complete.
+//
+// # Safety
+// `engine` is NULL or live; `snapshot_path` is NULL or NUL-terminated.
+gw_result gw_engine_save(const struct gw_engine *engine, const char *snapshot_path);
+
+// Checks a snapshot file (checksum, version) and describes it without
+// building an engine.
+//
+// # Safety
+// `snapshot_path` is NULL or NUL-terminated; `out_info` is NULL or writable.
+gw_result gw_snapshot_inspect(const char *snapshot_path, struct gw_snapshot_info *out_info);
+
+// Loads (or replaces) the encoder `name` from an ONNX file; its output
+// dimension must be the engine's.
+//
+// # Safety
+// `engine` is NULL or live; `name` and `model_path` are NULL or NUL-terminated.
+gw_result gw_engine_load_encoder(const struct gw_engine *engine,
+                                 const char *name,
+                                 const char *model_path);
+
+// Inserts or replaces `user` from its embedding (`dim` floats; validated
+// and normalised), placing it in a segment when segments are built.
+// `out_segment` (may be NULL) receives the segment or `GW_NO_SEGMENT`.
+//
+// # Safety
+// `engine` is NULL or live; `vector` points to `len` floats (or is NULL
+// with `len` 0); `out_segment` is NULL or writable.
+gw_result gw_engine_upsert_embedding(const struct gw_engine *engine,
+                                     uint64_t user,
+                                     const float *vector,
+                                     size_t len,
+                                     int64_t *out_segment);
+
+// Encodes `user`'s dense features with the encoder `encoder`, then
+// upserts the embedding (see `gw_engine_upsert_embedding`).
+//
+// # Safety
+// As `gw_engine_upsert_embedding`; `encoder` is NULL or NUL-terminated.
+gw_result gw_engine_upsert_features(const struct gw_engine *engine,
+                                    const char *encoder,
+                                    uint64_t user,
+                                    const float *features,
+                                    size_t len,
+                                    int64_t *out_segment);
+
+// Encodes `user`'s items (oldest first) with the encoder `encoder`
+// (item-sequence models, or item-bag feature models), then upserts the
+// embedding (see `gw_engine_upsert_embedding`).
+//
+// # Safety
+// As `gw_engine_upsert_embedding`, with `items` pointing to `len` ids.
+gw_result gw_engine_upsert_sequence(const struct gw_engine *engine,
+                                    const char *encoder,
+                                    uint64_t user,
+                                    const uint64_t *items,
+                                    size_t len,
+                                    int64_t *out_segment);
+
+// Deletes `user` everywhere (segment, index, its own bandit state).
+// `out_deleted` (may be NULL) receives false if the user was not indexed.
+//
+// # Safety
+// `engine` is NULL or live; `out_deleted` is NULL or writable.
+gw_result gw_engine_delete_user(const struct gw_engine *engine, uint64_t user, bool *out_deleted);
+
+// Writes up to `k` users most similar to indexed `user` (itself excluded),
+// best first: ids and cosine similarities in parallel arrays of
+// `capacity` elements (size query: see the conventions).
+//
+// # Safety
+// `engine` is NULL or live; `out_ids` and `out_similarities` are NULL or
+// hold `capacity` elements; `out_len` is NULL or writable.
+gw_result gw_engine_neighbors(const struct gw_engine *engine,
+                              uint64_t user,
+                              size_t k,
+                              uint64_t *out_ids,
+                              float *out_similarities,
+                              size_t capacity,
+                              size_t *out_len);
+
+// Writes up to `k` users most similar to a vector (`len` = the engine's
+// dimension), best first (size query: see the conventions).
+//
+// # Safety
+// As `gw_engine_neighbors`, with `vector` pointing to `len` floats.
+gw_result gw_engine_search(const struct gw_engine *engine,
+                           const float *vector,
+                           size_t len,
+                           size_t k,
+                           uint64_t *out_ids,
+                           float *out_similarities,
+                           size_t capacity,
+                           size_t *out_len);
+
+// Expands a seed segment: writes the users most like `seeds` (indexed
+// user ids; unknown ones are skipped), best first, with their scores.
+// `exclude` (may be empty) are never returned. The size is
+// `(size_kind, size_value)`: `GW_SIZE_COUNT` with a whole number of users,
+// `GW_SIZE_FRACTION` with a share in (0, 1], or a level (`GW_SIZE_NARROW`,
+// `GW_SIZE_BALANCED`, `GW_SIZE_BROAD`). `scorer` is a `GW_SCORER_*`.
+// Too few usable seeds is `GW_ERR_TOO_FEW_SEEDS` (size query: see the
+// conventions).
+//
+// # Safety
+// `engine` is NULL or live; `seeds` and `exclude` point to their lengths
+// of ids (or are NULL with 0); the outputs hold `capacity` elements or are
+// NULL with 0; `out_len` is NULL or writable.
+gw_result gw_engine_lookalike(const struct gw_engine *engine,
+                              const uint64_t *seeds,
+                              size_t n_seeds,
+                              const uint64_t *exclude,
+                              size_t n_exclude,
+                              uint32_t size_kind,
+                              double size_value,
+                              uint32_t scorer,
+                              uint64_t *out_ids,
+                              double *out_scores,
+                              size_t capacity,
+                              size_t *out_len);
+
+// Builds the segments (first call) or rebuilds them (moving the bandit's
+// segment counts to the new segments). `out_segments` (may be NULL)
+// receives the number of served segments. Too few users for one segment
+// of the privacy floor is `GW_ERR_BELOW_PRIVACY_FLOOR`.
+//
+// # Safety
+// `engine` is NULL or live; `out_segments` is NULL or writable.
+gw_result gw_engine_build_segments(const struct gw_engine *engine, size_t *out_segments);
+
+// Writes `user`'s segment. `GW_ERR_UNKNOWN_USER` if the user is not
+// indexed, `GW_ERR_NO_SEGMENTS` before the first build.
+//
+// # Safety
+// `engine` is NULL or live; `out_segment` is NULL or writable.
+gw_result gw_engine_segment_of(const struct gw_engine *engine,
+                               uint64_t user,
+                               uint32_t *out_segment);
+
+// Writes the ids of the served segments, increasing (size query: see the
+// conventions).
+//
+// # Safety
+// `engine` is NULL or live; `out_ids` holds `capacity` elements or is NULL
+// with 0; `out_len` is NULL or writable.
+gw_result gw_engine_segment_ids(const struct gw_engine *engine,
+                                uint32_t *out_ids,
+                                size_t capacity,
+                                size_t *out_len);
+
+// Describes a served segment: its summary in `*out_profile`, and its
+// representative users (most central first) in `out_representatives`
+// (size query on the representatives: see the conventions). A segment
+// below the privacy floor is `GW_ERR_BELOW_PRIVACY_FLOOR`; an unknown one
+// `GW_ERR_UNKNOWN_SEGMENT`.
+//
+// # Safety
+// `engine` is NULL or live; `out_profile` and `out_len` are NULL or
+// writable; `out_representatives` holds `capacity` ids or is NULL with 0.
+gw_result gw_engine_segment_profile(const struct gw_engine *engine,
+                                    uint32_t segment,
+                                    struct gw_segment_profile *out_profile,
+                                    uint64_t *out_representatives,
+                                    size_t capacity,
+                                    size_t *out_len);
+
+// Writes the engine's counters.
+//
+// # Safety
+// `engine` is NULL or live; `out_stats` is NULL or writable.
+gw_result gw_engine_get_stats(const struct gw_engine *engine, struct gw_engine_stats *out_stats);
 
 // The name of a result code, e.g. `"GW_ERR_IO"` for `GW_ERR_IO`, as a
 // NUL-terminated string with static lifetime (do not free it). A value that
@@ -167,6 +551,77 @@ const char *gw_result_name(uint32_t result);
 // `buf` must be NULL or valid for writes of `len` bytes; `out_len` must be
 // NULL or valid for a write of one `size_t`.
 gw_result gw_last_error_message(char *buf, size_t len, size_t *out_len);
+
+// Chooses a slate: writes the items in slot order and the value each slot
+// used (parallel arrays) and the decision id for `gw_engine_feedback`.
+// The buffers need room for min(`slate_size`, `n_candidates`) items; with
+// less, `GW_ERR_BUFFER_TOO_SMALL` reports that bound in `*out_len` and no
+// decision is made. On success `*out_len` is the slate's length (fewer
+// when exclusions and duplicates leave fewer candidates).
+//
+// # Safety
+// `engine` is NULL or live; `request` is NULL or a valid request whose
+// pointers hold their lengths; the outputs hold `capacity` elements or are
+// NULL with 0; `out_len` and `out_decision` are NULL or writable.
+gw_result gw_engine_decide(const struct gw_engine *engine,
+                           const struct gw_slate_request *request,
+                           uint64_t *out_items,
+                           double *out_scores,
+                           size_t capacity,
+                           size_t *out_len,
+                           uint64_t *out_decision);
+
+// Records the clicks on a decided slate, once per decision: `clicked`
+// slots (0-based) of the `visible` first slots shown (`GW_ALL_VISIBLE`:
+// all). `now` (may be NULL) is the host clock in seconds, for decay.
+// Unknown or repeated decisions are `GW_ERR_UNKNOWN_DECISION`; slots
+// outside the slate `GW_ERR_INVALID_ARGUMENT`; neither changes anything.
+//
+// # Safety
+// `engine` is NULL or live; `clicked` holds `n_clicked` slots (or is NULL
+// with 0); `now` is NULL or readable.
+gw_result gw_engine_feedback(const struct gw_engine *engine,
+                             uint64_t decision,
+                             const size_t *clicked,
+                             size_t n_clicked,
+                             size_t visible,
+                             const double *now);
+
+// Points `*out_data` at the bytes and writes their length; valid until
+// `gw_bytes_free`.
+//
+// # Safety
+// `bytes` is NULL or live; the outputs are NULL or writable.
+gw_result gw_bytes_data(const struct gw_bytes *bytes, const uint8_t **out_data, size_t *out_len);
+
+// Releases bytes from the library. NULL is a no-op.
+//
+// # Safety
+// `bytes` is NULL or a live handle, not used afterwards.
+void gw_bytes_free(struct gw_bytes *bytes);
+
+// Exports the bandit's count changes since the previous export as the
+// next numbered delta of this replica (needs `replica_id` in the config),
+// framed and checksummed, in `*out_delta` (free with `gw_bytes_free`).
+// Publish the bytes on any transport; other replicas pass them to
+// `gw_engine_merge_delta`.
+//
+// # Safety
+// `engine` is NULL or live; `out_delta` is NULL or writable.
+gw_result gw_engine_export_delta(const struct gw_engine *engine, struct gw_bytes **out_delta);
+
+// Merges another replica's delta (`len` bytes from `gw_engine_export_delta`
+// on that replica). `out_merged` (may be NULL) receives false for a
+// duplicate or this replica's own delta (nothing changes). Damaged bytes
+// are `GW_ERR_CORRUPT_SNAPSHOT`.
+//
+// # Safety
+// `engine` is NULL or live; `delta` holds `len` bytes (or is NULL with 0);
+// `out_merged` is NULL or writable.
+gw_result gw_engine_merge_delta(const struct gw_engine *engine,
+                                const uint8_t *delta,
+                                size_t len,
+                                bool *out_merged);
 
 #ifdef __cplusplus
 }  // extern "C"

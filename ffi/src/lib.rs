@@ -59,6 +59,7 @@ pub mod engine;
 pub mod error;
 pub mod guard;
 pub mod handle;
+pub mod slates;
 
 pub use error::gw_result;
 

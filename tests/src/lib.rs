@@ -89,3 +89,35 @@ pub fn reference_index(histories: &[UserHistory]) -> UserIndex {
         .expect("embeddings are finite");
     index
 }
+
+/// The crash-safety test's shared facts: the child `snapshot_writer` saves
+/// an engine of `INITIAL` users of dimension `DIM` and adds user `BASE + g`
+/// in generation `g`, with one bandit observation on item `g % ITEMS`.
+pub mod crash {
+    /// Embedding dimension.
+    pub const DIM: usize = 16;
+    /// Users created with the engine (ids `0..INITIAL`).
+    pub const INITIAL: u64 = 3_000;
+    /// Users added by the loop are `BASE + g`, `g >= 1`.
+    pub const BASE: u64 = 1_000_000;
+    /// Distinct bandit items the generations cycle over.
+    pub const ITEMS: u64 = 7;
+
+    /// The vector of user `id`: a deterministic function of the id
+    /// (SplitMix64 stream mapped to `[-1, 1)`), never all zeros.
+    pub fn vector_of(id: u64, dim: usize) -> Vec<f32> {
+        let mut state = id ^ 0xC0FF_EE00_5EED_0001;
+        (0..dim)
+            .map(|_| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                // 24 high bits → [0, 1) → [-1, 1), offset away from exact 0.
+                let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
+                unit * 2.0 - 1.0 + 1e-3
+            })
+            .collect()
+    }
+}

@@ -7,7 +7,7 @@
 //! it logs `g` (fsynced) only after `save` returned, so with `L` the last
 //! logged generation the snapshot on disk is generation `L` or, when the kill
 //! fell between the rename and the log line, `L + 1`. The constants and
-//! `vector_of` below must match `src/bin/snapshot_writer.rs`.
+//! The facts the child and this test share are in `groupwise_e2e::crash`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,33 +15,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use groupwise::{Engine, SearchMode, SearchOptions};
+use groupwise_e2e::crash::{vector_of, BASE, DIM, INITIAL, ITEMS};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-
-const DIM: usize = 16;
-const INITIAL: u64 = 3_000;
-const BASE: u64 = 1_000_000;
-const ITEMS: u64 = 7;
 
 /// Kills (each one a child started, killed and checked).
 const KILLS: usize = 120;
 const SEED: u64 = 0x00C4_A5E5;
-
-/// Same as in `snapshot_writer`.
-fn vector_of(id: u64, dim: usize) -> Vec<f32> {
-    let mut state = id ^ 0xC0FF_EE00_5EED_0001;
-    (0..dim)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
-            unit * 2.0 - 1.0 + 1e-3
-        })
-        .collect()
-}
 
 /// `v` scaled to unit length (as the index stores it).
 fn unit(v: &[f32]) -> Vec<f32> {

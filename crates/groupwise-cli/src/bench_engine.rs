@@ -48,7 +48,6 @@ fn mixed_op(
     n: u64,
 ) -> groupwise::Result<()> {
     let dim = engine.config().dim;
-    let candidates: Vec<u64> = (0..100).collect();
     match rng.random_range(0..20) {
         0 => {
             let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -68,23 +67,28 @@ fn mixed_op(
             request.scorer = Scorer::Centroid;
             let _ = engine.lookalike(&request)?;
         }
-        _ => {
-            let user = rng.random_range(0..n);
-            let d = engine.decide(&Request::new(Some(user), None, &candidates, 10))?;
-            let clicks: Vec<usize> = if rng.random_bool(0.3) {
-                vec![rng.random_range(0..10)]
-            } else {
-                vec![]
-            };
-            engine.feedback(&Feedback {
-                decision: d.id,
-                clicks: &clicks,
-                visible: Some(5),
-                now: None,
-            })?;
-        }
+        _ => serve(engine, rng, n)?,
     }
     Ok(())
+}
+
+/// A slate of 10 from items 0..100 for a random user, and its feedback (a
+/// click with probability 0.3, 5 slots visible).
+fn serve(engine: &Engine, rng: &mut SmallRng, n: u64) -> groupwise::Result<()> {
+    let candidates: Vec<u64> = (0..100).collect();
+    let user = rng.random_range(0..n);
+    let d = engine.decide(&Request::new(Some(user), None, &candidates, 10))?;
+    let clicks: Vec<usize> = if rng.random_bool(0.3) {
+        vec![rng.random_range(0..10)]
+    } else {
+        vec![]
+    };
+    engine.feedback(&Feedback {
+        decision: d.id,
+        clicks: &clicks,
+        visible: Some(5),
+        now: None,
+    })
 }
 
 pub fn engine(a: &EngineArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -103,21 +107,8 @@ pub fn engine(a: &EngineArgs) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     engine.build_segments()?;
     let segments_s = t.elapsed().as_secs_f64();
-    let candidates: Vec<u64> = (0..100).collect();
     for _ in 0..a.decisions {
-        let user = rng.random_range(0..a.n as u64);
-        let d = engine.decide(&Request::new(Some(user), None, &candidates, 10))?;
-        let clicks: Vec<usize> = if rng.random_bool(0.3) {
-            vec![rng.random_range(0..10)]
-        } else {
-            vec![]
-        };
-        engine.feedback(&Feedback {
-            decision: d.id,
-            clicks: &clicks,
-            visible: Some(5),
-            now: None,
-        })?;
+        serve(&engine, &mut rng, a.n as u64)?;
     }
     println!(
         "{}",

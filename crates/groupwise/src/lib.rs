@@ -2,10 +2,14 @@
 //!
 //! An embeddable engine for *group personalisation* in recommender systems.
 //! Host recommenders link it in-process to turn user behaviour into embeddings,
-//! find behaviourally similar users, expand seed segments and discover
-//! segments of shared taste (slate serving is on the roadmap).
+//! find behaviourally similar users, expand seed segments, discover segments
+//! of shared taste, and serve slates with Thompson sampling blended with the
+//! host's own scores.
 //!
-//! The pieces, each usable on its own:
+//! Most hosts hold one [`Engine`] ([`engine`]): it owns the encoders, the
+//! user index, the segments and the slate bandit behind one `Send + Sync`
+//! handle, and saves all of it in one crash-safe, versioned snapshot. The
+//! pieces it is made of are usable on their own:
 //!
 //! * [`runtime`]: finds and loads the ONNX Runtime shared library (once per process).
 //! * [`encoder`]: ONNX user encoders (dense features or item-id sequences → embeddings).

@@ -16,7 +16,8 @@
 //! So the snapshot of generation `g` holds exactly the users `0..INITIAL`
 //! and `BASE + 1 ..= BASE + g`, every one with vector `vector_of(id)`, and
 //! pooled bandit counts over items `0..7` summing to `g` successes and `g`
-//! failures. The test (and `vector_of`) must agree with these constants.
+//! failures. The constants and `vector_of` are shared with the test through
+//! `groupwise_e2e::crash`.
 //!
 //! Exit codes: 2 usage, 3 the existing snapshot does not load, 4 any other
 //! error (on stderr).
@@ -28,33 +29,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use groupwise::{Engine, EngineConfig};
-
-/// Embedding dimension.
-const DIM: usize = 16;
-/// Users created with the engine (ids `0..INITIAL`).
-const INITIAL: u64 = 3_000;
-/// Users added by the loop are `BASE + g`, `g >= 1`.
-const BASE: u64 = 1_000_000;
-/// Distinct bandit items the generations cycle over.
-const ITEMS: u64 = 7;
-
-/// The vector of user `id`: a deterministic function of the id (SplitMix64
-/// stream mapped to `[-1, 1)`), never all zeros.
-fn vector_of(id: u64, dim: usize) -> Vec<f32> {
-    let mut state = id ^ 0xC0FF_EE00_5EED_0001;
-    (0..dim)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            // 24 high bits → [0, 1) → [-1, 1), offset away from exact 0.
-            let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
-            unit * 2.0 - 1.0 + 1e-3
-        })
-        .collect()
-}
+use groupwise_e2e::crash::{vector_of, BASE, DIM, INITIAL, ITEMS};
 
 type Failure = (u8, String);
 

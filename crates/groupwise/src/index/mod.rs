@@ -9,7 +9,7 @@
 //!   [`IndexConfig::rebuild_tombstone_fraction`] of the graph, the graph is rebuilt
 //!   from the live vectors inside the call that crossed the threshold.
 //! * **Cosine that cannot panic.** Vectors are checked (dimension, finite, not
-//!   zero) and normalised on the way in; see [`distance`].
+//!   zero) and normalised on the way in; see [`CosineDistance`].
 //! * **Filters that stay fast and correct.** An allow-list or a predicate is
 //!   served by the graph when it keeps a good share of users, and by an exact scan
 //!   of the allowed users when it is selective (graph search degrades badly
@@ -45,6 +45,10 @@ use exact::Scored;
 /// later snapshot store the graph.
 const MAX_LAYERS: usize = 16;
 
+/// The largest [`IndexConfig::capacity_hint`]: hnsw_rs reserves memory for
+/// it up front.
+const MAX_CAPACITY_HINT: usize = 1 << 28;
+
 /// Parameters of the user index.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -58,7 +62,8 @@ pub struct IndexConfig {
     /// Default candidate list size while searching (`ef`); raised to `k` when
     /// smaller. Default 64 (recall@10 ≥ 0.95 on the benchmarks in BENCHMARKS.md).
     pub ef_search: usize,
-    /// Expected number of users (an allocation hint, not a limit). Default 10,000.
+    /// Expected number of users (an allocation hint, not a limit; at most
+    /// 2^28). Default 10,000.
     pub capacity_hint: usize,
     /// Populations with at most this many live users are searched exactly. On
     /// 64-d vectors an exact scan of 20k users answers as fast as the graph at
@@ -115,6 +120,12 @@ impl IndexConfig {
             return Err(Error::invalid(
                 "rebuild_tombstone_fraction",
                 "must be in (0, 1]",
+            ));
+        }
+        if self.capacity_hint > MAX_CAPACITY_HINT {
+            return Err(Error::invalid(
+                "capacity_hint",
+                format!("must be at most {MAX_CAPACITY_HINT} (it reserves memory up front)"),
             ));
         }
         if !(0.0..=1.0).contains(&self.exact_selectivity) {

@@ -6,11 +6,13 @@
 //! the graph takes seconds where rebuilding it takes minutes (numbers in
 //! BENCHMARKS.md). Without it the graph is rebuilt from the live vectors.
 //!
-//! hnsw_rs parses its dump with assertions and, on a malformed data record,
-//! exits the process. It only ever sees bytes whose checksum the snapshot
-//! verified (see [`crate::engine`]), so damaged files are refused before that;
-//! a file crafted to carry a valid checksum over a malformed graph is outside
-//! what a checksum can catch, and is why snapshots are trusted input.
+//! hnsw_rs parses its dump trusting every length in it: a malformed dump
+//! makes it allocate what a length says (aborting the process when that is
+//! absurd) or exit the process. Damaged snapshots are refused by their
+//! checksum before that; and because a checksum is no defence against a
+//! crafted file, [`check_dump`] walks both dump files first with every
+//! length, count and reference bounds-checked, so hnsw_rs only ever reads a
+//! well-formed dump (its remaining assertions are caught as errors).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,7 +124,14 @@ impl UserIndex {
     /// loaded, or rebuilt when absent.
     pub fn from_state(state: IndexState) -> Result<UserIndex> {
         let dim = state.config.dim;
-        let index = UserIndex::new(state.config)?;
+        state.config.validate()?;
+        // The empty graph made here is replaced below: reserve nothing for it.
+        let config = state.config.clone();
+        let mut index = UserIndex::new(IndexConfig {
+            capacity_hint: 1,
+            ..state.config
+        })?;
+        index.config = config;
         let slots = state.ids.len();
         if state.alive.len() != slots || state.vectors.len() != slots * dim * 4 {
             return Err(invalid(format!(
@@ -159,7 +168,7 @@ impl UserIndex {
         inner.rebuilds = state.rebuilds;
         match state.graph {
             Some(files) if index.config.build_graph => {
-                inner.graph = load_graph(&files, slots)?;
+                inner.graph = load_graph(&files, slots, dim)?;
             }
             _ => rebuild_graph(&index.config, &mut inner),
         }
@@ -175,7 +184,7 @@ impl UserIndex {
 /// their meaning).
 fn rebuild_graph(config: &IndexConfig, inner: &mut Inner) {
     let dim = config.dim;
-    let graph = new_graph(config, inner.ids.len().max(config.capacity_hint));
+    let graph = new_graph(config, inner.ids.len());
     if config.build_graph && !inner.ids.is_empty() {
         let batch: Vec<(&[f32], usize)> = (0..inner.ids.len())
             .map(|s| (&inner.data[s * dim..(s + 1) * dim], s))
@@ -213,7 +222,12 @@ fn dump_graph(graph: &Hnsw<'static, f32, CosineDistance>) -> Result<GraphFiles> 
     })
 }
 
-fn load_graph(files: &GraphFiles, slots: usize) -> Result<Hnsw<'static, f32, CosineDistance>> {
+fn load_graph(
+    files: &GraphFiles,
+    slots: usize,
+    dim: usize,
+) -> Result<Hnsw<'static, f32, CosineDistance>> {
+    check_dump(&files.graph, &files.data, slots, dim)?;
     let dir = scratch_dir()?;
     let write = |ext: &str, bytes: &[u8]| {
         let p = dir.path().join(format!("{BASENAME}.hnsw.{ext}"));
@@ -231,6 +245,179 @@ fn load_graph(files: &GraphFiles, slots: usize) -> Result<Hnsw<'static, f32, Cos
         )));
     }
     Ok(loaded)
+}
+
+/// hnsw_rs 0.3.5's dump format constants (`hnswio.rs`).
+const MAGIC_DESCR: [u32; 3] = [0x002a_677f, 0x002a_6771, 0x002a_6779];
+const MAGIC_DESCR_4: u32 = 0x002a_6779;
+const MAGIC_LAYER: u32 = 0x000a_676f;
+const MAGIC_POINT: u32 = 0x000a_678f;
+const MAGIC_DATA: u32 = 0xa67f_0000;
+const LAYERS: u8 = 16;
+
+/// A bounds-checked reader over one dump file.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    what: &'static str,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(invalid(format!(
+                "the stored graph's {} file ends early (at byte {})",
+                self.what, self.at
+            )));
+        };
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_ne_bytes(a))
+    }
+
+    fn usize(&mut self) -> Result<usize> {
+        usize::try_from(self.u64()?).map_err(|_| invalid("a length does not fit in memory"))
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    /// A count of records of at least `record` bytes each that must fit in
+    /// what is left of the file.
+    fn count(&mut self, record: usize, of: &str) -> Result<usize> {
+        let n = self.usize()?;
+        if n.checked_mul(record).is_none_or(|b| b > self.remaining()) {
+            return Err(invalid(format!(
+                "the stored graph claims {n} {of}, more than its {} file holds",
+                self.what
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// Checks that hnsw_rs's two dump files are well formed, for `slots`
+/// points of dimension `dim`, before hnsw_rs reads them (see the module docs).
+fn check_dump(graph: &[u8], data: &[u8], slots: usize, dim: usize) -> Result<()> {
+    let mut g = Cursor {
+        bytes: graph,
+        at: 0,
+        what: "graph",
+    };
+    let mut d = Cursor {
+        bytes: data,
+        at: 0,
+        what: "data",
+    };
+    let bad = |problem: &str| Err(invalid(format!("the stored graph is malformed: {problem}")));
+    // Description.
+    let magic = g.u32()?;
+    if !MAGIC_DESCR.contains(&magic) {
+        return bad("bad description magic");
+    }
+    let mode = g.u8()?;
+    g.u8()?; // max connections
+    if magic == MAGIC_DESCR_4 {
+        g.take(8)?; // level scale
+    }
+    let layers = g.u8()?;
+    g.usize()?; // ef
+    let points = g.usize()?;
+    let dimension = g.usize()?;
+    if layers != LAYERS || points != slots || dimension != dim || magic != MAGIC_DESCR_4 {
+        return bad("its description does not match the index");
+    }
+    for _ in 0..2 {
+        // Distance and type names.
+        let len = g.usize()?;
+        if len > 256 || std::str::from_utf8(g.take(len)?).is_err() {
+            return bad("a name in its description");
+        }
+    }
+    if d.u32()? != MAGIC_DATA || d.usize()? != dim {
+        return bad("the data file's header");
+    }
+    // Points, layer by layer; the data file lists them in the same order.
+    let link = 8 + if mode == 1 { 5 } else { 0 } + 4;
+    let stored_layers = g.u8()?;
+    if stored_layers > LAYERS {
+        return bad("too many layers");
+    }
+    let mut per_layer = Vec::with_capacity(usize::from(stored_layers));
+    let mut seen = vec![false; slots];
+    let mut links: Vec<(u8, i32)> = Vec::new();
+    for l in 0..stored_layers {
+        if g.u32()? != MAGIC_LAYER {
+            return bad("bad layer magic");
+        }
+        let n = g.count(4 + 8 + 1 + 4 + 8 * usize::from(layers), "points")?;
+        for r in 0..n {
+            if g.u32()? != MAGIC_POINT {
+                return bad("bad point magic");
+            }
+            let origin = g.usize()?;
+            let (layer, rank) = (g.u8()?, g.u32()?);
+            if origin >= slots || seen[origin] || layer != l || rank as usize != r {
+                return bad("a point's id or position");
+            }
+            seen[origin] = true;
+            for _ in 0..layers {
+                let k = g.count(link, "neighbours")?;
+                for _ in 0..k {
+                    if g.usize()? >= slots {
+                        return bad("a neighbour's id");
+                    }
+                    if mode == 1 {
+                        let (nl, nr) = (g.u8()?, g.u32()?);
+                        links.push((nl, nr as i32));
+                    }
+                    g.take(4)?; // distance
+                }
+            }
+            let record = (d.u32()?, d.usize()?, d.usize()?);
+            if record != (MAGIC_DATA, origin, dim * 4) {
+                return bad("a data record does not match its point");
+            }
+            d.take(dim * 4)?;
+        }
+        per_layer.push(n);
+    }
+    if per_layer.iter().sum::<usize>() != slots {
+        return bad("it does not hold every slot");
+    }
+    let valid = |l: u8, r: i32| {
+        per_layer
+            .get(usize::from(l))
+            .is_some_and(|&n| r >= 0 && (r as usize) < n)
+    };
+    if links.iter().any(|&(l, r)| !valid(l, r)) {
+        return bad("a neighbour's position");
+    }
+    // Entry point.
+    g.usize()?;
+    let (l, r) = (g.u8()?, g.u32()?);
+    if !valid(l, r as i32) {
+        return bad("its entry point");
+    }
+    Ok(())
 }
 
 fn load_from_dir(dir: &Path) -> Result<Hnsw<'static, f32, CosineDistance>> {
@@ -328,10 +515,32 @@ mod tests {
         let mut nan = state.clone();
         nan.vectors[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
         assert!(UserIndex::from_state(nan).is_err());
-        let mut graph = state;
+        let mut graph = state.clone();
         if let Some(g) = graph.graph.as_mut() {
             g.graph.truncate(g.graph.len() / 2);
         }
         assert!(UserIndex::from_state(graph).is_err());
+        // Every single-byte change to either dump file is refused or loads
+        // a consistent index; none reaches hnsw_rs's aborting paths.
+        let files = state.graph.clone().expect("graph stored");
+        assert!(check_dump(&files.graph, &files.data, 2, 4).is_ok());
+        for (which, len) in [(0, files.graph.len()), (1, files.data.len())] {
+            for at in 0..len {
+                for value in [0u8, 0xff, 0x7f] {
+                    let mut f = files.clone();
+                    let bytes = if which == 0 {
+                        &mut f.graph
+                    } else {
+                        &mut f.data
+                    };
+                    bytes[at] = value;
+                    let mut s = state.clone();
+                    s.graph = Some(f);
+                    if let Ok(index) = UserIndex::from_state(s) {
+                        assert_eq!(index.len(), 2);
+                    }
+                }
+            }
+        }
     }
 }

@@ -445,6 +445,7 @@ pub fn expand(
     config: &LookalikeConfig,
 ) -> Result<Expansion> {
     let n = match request.size {
+        Size::Count(0) => return Err(Error::invalid("size", "ask for at least 1 user")),
         Size::Count(n) => n,
         Size::Fraction(f) if f > 0.0 && f <= 1.0 => (f * index.len() as f64).ceil() as usize,
         Size::Fraction(f) => {

@@ -1,0 +1,282 @@
+//! Slates (decide, feedback) and replica deltas through the C ABI.
+
+use groupwise_core::bandit::{Delta, Feedback, Policy, Request};
+
+use crate::engine::gw_engine;
+use crate::error::{gw_result, FfiError};
+use crate::guard::{guard, report_size, slice, Out, OutSlice};
+use crate::handle::{self, Handle};
+
+/// Slate policy: in-slate Thompson sampling (a fresh draw per slot; default).
+pub const GW_POLICY_IN_SLATE_TS: u32 = 0;
+/// Slate policy: standard Thompson sampling (one draw, top K).
+pub const GW_POLICY_TS: u32 = 1;
+/// Slate policy: greedy by posterior mean.
+pub const GW_POLICY_GREEDY: u32 = 2;
+/// Slate policy: uniformly random (for logging and evaluation).
+pub const GW_POLICY_RANDOM: u32 = 3;
+
+/// `visible` value of `gw_engine_feedback` meaning "every slot was shown"
+/// (`SIZE_MAX`; the header defines it as `GW_ALL_VISIBLE` through
+/// cbindgen.toml, since cbindgen does not export `usize::MAX`).
+const GW_ALL_VISIBLE: usize = usize::MAX;
+
+fn policy_of(code: u32) -> Result<Policy, FfiError> {
+    Ok(match code {
+        GW_POLICY_IN_SLATE_TS => Policy::InSlateThompson,
+        GW_POLICY_TS => Policy::Thompson,
+        GW_POLICY_GREEDY => Policy::Greedy,
+        GW_POLICY_RANDOM => Policy::Random,
+        other => {
+            return Err(FfiError::invalid(
+                "policy",
+                format!("{other} is not a GW_POLICY_* value"),
+            ))
+        }
+    })
+}
+
+/// A request for a slate (see `gw_engine_decide`). Zero-initialise it and
+/// set what you need: `{0}` plus candidates and a slate size is in-slate
+/// Thompson sampling for anonymous traffic on the pooled posteriors.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct gw_slate_request {
+    /// The user (when `has_user`): its own evidence, its segment and the
+    /// host-score weight.
+    pub user: u64,
+    /// Whether `user` is set.
+    pub has_user: bool,
+    /// The segment (when `has_segment`); otherwise the user's segment.
+    pub segment: u32,
+    /// Whether `segment` is set.
+    pub has_segment: bool,
+    /// The host's candidate items.
+    pub candidates: *const u64,
+    /// Number of candidates.
+    pub n_candidates: usize,
+    /// Items not to show (may be NULL with 0).
+    pub exclude: *const u64,
+    /// Number of excluded items.
+    pub n_exclude: usize,
+    /// The host's per-candidate scores in [0, 1], aligned with
+    /// `candidates` (NULL with 0 for none; else exactly `n_candidates`).
+    pub host_scores: *const f32,
+    /// Number of host scores.
+    pub n_host_scores: usize,
+    /// Slots to fill (>= 1).
+    pub slate_size: usize,
+    /// A `GW_POLICY_*`.
+    pub policy: u32,
+    /// Host clock in seconds (when `has_now`), for decay.
+    pub now: f64,
+    /// Whether `now` is set.
+    pub has_now: bool,
+}
+
+/// Chooses a slate: writes the items in slot order and the value each slot
+/// used (parallel arrays) and the decision id for `gw_engine_feedback`.
+/// The buffers need room for min(`slate_size`, `n_candidates`) items; with
+/// less, `GW_ERR_BUFFER_TOO_SMALL` reports that bound in `*out_len` and no
+/// decision is made. On success `*out_len` is the slate's length (fewer
+/// when exclusions and duplicates leave fewer candidates).
+///
+/// # Safety
+/// `engine` is NULL or live; `request` is NULL or a valid request whose
+/// pointers hold their lengths; the outputs hold `capacity` elements or are
+/// NULL with 0; `out_len` and `out_decision` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_engine_decide(
+    engine: *const gw_engine,
+    request: *const gw_slate_request,
+    out_items: *mut u64,
+    out_scores: *mut f64,
+    capacity: usize,
+    out_len: *mut usize,
+    out_decision: *mut u64,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes NULL or a readable request.
+        let r = unsafe { crate::guard::non_null(request, "request")?.as_ref() };
+        // SAFETY: the request's pointers hold their lengths (or are NULL with 0).
+        let candidates = unsafe { slice(r.candidates, r.n_candidates, "candidates") }?;
+        // SAFETY: as above.
+        let exclude = unsafe { slice(r.exclude, r.n_exclude, "exclude") }?;
+        // SAFETY: as above.
+        let host = unsafe { slice(r.host_scores, r.n_host_scores, "host_scores") }?;
+        // SAFETY: the caller passes NULL or `capacity` writable elements.
+        let items = unsafe { OutSlice::new(out_items, capacity, "out_items") }?;
+        // SAFETY: as above.
+        let scores = unsafe { OutSlice::new(out_scores, capacity, "out_scores") }?;
+        // SAFETY: the caller passes NULL or writable pointers.
+        let out_len = unsafe { Out::new(out_len, "out_len") }?;
+        // SAFETY: as above.
+        let out_decision = unsafe { Out::new(out_decision, "out_decision") }?;
+        // The slate is at most min(slate_size, candidates) long: the room is
+        // checked before deciding, so a too-small buffer does not spend a
+        // decision (the size query reports that bound).
+        let most = r.slate_size.min(candidates.len());
+        if most > capacity {
+            return report_size(out_len, most, capacity, "out_items");
+        }
+        let request = Request {
+            user: r.has_user.then_some(r.user),
+            segment: r.has_segment.then_some(r.segment),
+            candidates,
+            exclude,
+            slate_size: r.slate_size,
+            host_scores: (!host.is_empty() || r.n_host_scores > 0).then_some(host),
+            policy: policy_of(r.policy)?,
+            now: r.has_now.then_some(r.now),
+        };
+        let d = engine.decide(&request)?;
+        report_size(out_len, d.items.len(), capacity, "out_items")?;
+        items.write(&d.items)?;
+        scores.write(&d.scores)?;
+        out_decision.write(d.id);
+        Ok(())
+    })
+}
+
+/// Records the clicks on a decided slate, once per decision: `clicked`
+/// slots (0-based) of the `visible` first slots shown (`GW_ALL_VISIBLE`:
+/// all). `now` (may be NULL) is the host clock in seconds, for decay.
+/// Unknown or repeated decisions are `GW_ERR_UNKNOWN_DECISION`; slots
+/// outside the slate `GW_ERR_INVALID_ARGUMENT`; neither changes anything.
+///
+/// # Safety
+/// `engine` is NULL or live; `clicked` holds `n_clicked` slots (or is NULL
+/// with 0); `now` is NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_engine_feedback(
+    engine: *const gw_engine,
+    decision: u64,
+    clicked: *const usize,
+    n_clicked: usize,
+    visible: usize,
+    now: *const f64,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes `n_clicked` readable slots or NULL with 0.
+        let clicks = unsafe { slice(clicked, n_clicked, "clicked") }?;
+        // SAFETY: the caller passes NULL or a readable double.
+        let now = (!now.is_null()).then(|| unsafe { *now });
+        engine.feedback(&Feedback {
+            decision,
+            clicks,
+            visible: (visible != GW_ALL_VISIBLE).then_some(visible),
+            now,
+        })?;
+        Ok(())
+    })
+}
+
+/// Bytes owned by the library (a replica delta). Read with
+/// `gw_bytes_data`, release with exactly one `gw_bytes_free`.
+///
+/// Thread-safety: immutable; may be read from several threads at once;
+/// `gw_bytes_free` must not run concurrently with a read.
+#[allow(non_camel_case_types)]
+pub struct gw_bytes {
+    _private: [u8; 0],
+}
+
+// SAFETY: zero-sized, never constructed by Rust; pointers come from
+// `handle::into_raw::<gw_bytes>` of a `Vec<u8>`.
+unsafe impl Handle for gw_bytes {
+    type Target = Vec<u8>;
+}
+
+/// Points `*out_data` at the bytes and writes their length; valid until
+/// `gw_bytes_free`.
+///
+/// # Safety
+/// `bytes` is NULL or live; the outputs are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_bytes_data(
+    bytes: *const gw_bytes,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let b = unsafe { handle::borrow(bytes, "bytes") }?;
+        // SAFETY: the caller passes NULL or writable pointers.
+        let data = unsafe { Out::new(out_data, "out_data") }?;
+        // SAFETY: as above.
+        let len = unsafe { Out::new(out_len, "out_len") }?;
+        data.write(b.as_ptr());
+        len.write(b.len());
+        Ok(())
+    })
+}
+
+/// Releases bytes from the library. NULL is a no-op.
+///
+/// # Safety
+/// `bytes` is NULL or a live handle, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn gw_bytes_free(bytes: *mut gw_bytes) {
+    crate::guard::guard_value((), || {
+        // SAFETY: the caller passes NULL or a live handle it gives up.
+        unsafe { handle::free(bytes) }
+    })
+}
+
+/// Exports the bandit's count changes since the previous export as the
+/// next numbered delta of this replica (needs `replica_id` in the config),
+/// framed and checksummed, in `*out_delta` (free with `gw_bytes_free`).
+/// Publish the bytes on any transport; other replicas pass them to
+/// `gw_engine_merge_delta`.
+///
+/// # Safety
+/// `engine` is NULL or live; `out_delta` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_engine_export_delta(
+    engine: *const gw_engine,
+    out_delta: *mut *mut gw_bytes,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes NULL or a writable pointer.
+        let out = unsafe { Out::new(out_delta, "out_delta") }?;
+        let bytes = engine.export_delta()?.to_bytes()?;
+        out.write(handle::into_raw::<gw_bytes>(bytes));
+        Ok(())
+    })
+}
+
+/// Merges another replica's delta (`len` bytes from `gw_engine_export_delta`
+/// on that replica). `out_merged` (may be NULL) receives false for a
+/// duplicate or this replica's own delta (nothing changes). Damaged bytes
+/// are `GW_ERR_CORRUPT_SNAPSHOT`.
+///
+/// # Safety
+/// `engine` is NULL or live; `delta` holds `len` bytes (or is NULL with 0);
+/// `out_merged` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_engine_merge_delta(
+    engine: *const gw_engine,
+    delta: *const u8,
+    len: usize,
+    out_merged: *mut bool,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes `len` readable bytes or NULL with 0.
+        let bytes = unsafe { slice(delta, len, "delta") }?;
+        // SAFETY: the caller passes NULL or a writable bool.
+        let out = unsafe { crate::engine::optional(out_merged, "out_merged") }?;
+        let merged = engine.merge_delta(&Delta::from_bytes(bytes)?)?;
+        if let Some(out) = out {
+            out.write(merged);
+        }
+        Ok(())
+    })
+}
