@@ -7,7 +7,7 @@
 //! of every item in every segment, then 20,000 decisions with feedback).
 //! Then, for each call below, it times the Rust call (`Engine::decide`,
 //! `Engine::lookalike`, `Engine::stats`) and its C entry point
-//! (`gw_engine_decide`, `gw_engine_lookalike`, `gw_engine_stats`) on the
+//! (`gw_engine_decide`, `gw_engine_lookalike`, `gw_engine_get_stats`) on the
 //! same engine, in alternating blocks (A B, B A, A B, ...) so that load
 //! from elsewhere on the machine hits both paths alike:
 //!
@@ -42,8 +42,8 @@ use std::ptr::null;
 use std::time::Instant;
 
 use groupwise::engine::{
-    gw_engine, gw_engine_free, gw_engine_lookalike, gw_engine_new, gw_engine_stats,
-    GW_SCORER_CENTROID, GW_SCORER_CLASSIFIER, GW_SIZE_COUNT,
+    gw_engine, gw_engine_free, gw_engine_get_stats, gw_engine_lookalike, gw_engine_new,
+    gw_engine_stats, GW_SCORER_CENTROID, GW_SCORER_CLASSIFIER, GW_SIZE_COUNT,
 };
 use groupwise::error::last_error;
 use groupwise::guard::OutSlice;
@@ -258,7 +258,7 @@ fn main() -> Result<(), BoxError> {
 
     // (c) the fixed cost of the boundary, on a call that does little.
     {
-        let stats_c = black_box(gw_engine_stats as StatsFn);
+        let stats_c = black_box(gw_engine_get_stats as StatsFn);
         let mut rust = |_: u64| -> Result<(), BoxError> {
             black_box(engine.stats());
             Ok(())
