@@ -545,8 +545,9 @@ pub unsafe extern "C" fn gw_engine_search(
 /// `(size_kind, size_value)`: `GW_SIZE_COUNT` with a whole number of users,
 /// `GW_SIZE_FRACTION` with a share in (0, 1], or a level (`GW_SIZE_NARROW`,
 /// `GW_SIZE_BALANCED`, `GW_SIZE_BROAD`). `scorer` is a `GW_SCORER_*`.
-/// Too few usable seeds is `GW_ERR_TOO_FEW_SEEDS` (size query: see the
-/// conventions).
+/// Too few usable seeds is `GW_ERR_TOO_FEW_SEEDS`. The result holds at most
+/// the asked size: with buffers that large no size query is needed (a size
+/// query runs the whole expansion).
 ///
 /// # Safety
 /// `engine` is NULL or live; `seeds` and `exclude` point to their lengths

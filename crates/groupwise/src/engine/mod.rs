@@ -141,6 +141,13 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine> {
         let mut config = config;
         config.index.dim = config.dim;
+        // Snapshots keep the config: absolute encoder paths let a snapshot
+        // be loaded from any working directory.
+        for e in &mut config.encoders {
+            if e.path.is_relative() {
+                e.path = std::path::absolute(&e.path).map_err(|err| Error::io(&e.path, err))?;
+            }
+        }
         config.validate()?;
         let index = UserIndex::new(config.index.clone())?;
         let bandit = SlateBandit::new(config.effective_bandit())?;
