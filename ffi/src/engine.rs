@@ -7,7 +7,7 @@
 
 use std::ffi::c_char;
 
-use groupwise_core::engine::{inspect, LoadOptions};
+use groupwise_core::engine::{inspect, LoadOptions, Upserted};
 use groupwise_core::lookalike::{Level, LookalikeRequest, Scorer, Seeds, Size};
 use groupwise_core::{Engine, EngineConfig, RuntimeConfig};
 
@@ -382,6 +382,35 @@ pub unsafe extern "C" fn gw_engine_upsert_embedding(
     })
 }
 
+/// The shared body of the upserts from behaviour: the encoder's name, the
+/// behaviour buffer, then `upsert` on the core engine.
+///
+/// # Safety
+/// As `gw_engine_upsert_features`, with `data` pointing to `len` elements.
+unsafe fn upsert_encoded<T>(
+    engine: *const gw_engine,
+    encoder: *const c_char,
+    data: *const T,
+    len: usize,
+    data_name: &str,
+    out_segment: *mut i64,
+    upsert: impl FnOnce(&Engine, &str, &[T]) -> groupwise_core::Result<Upserted>,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let name = unsafe { c_str(encoder, "encoder") }?;
+        // SAFETY: the caller passes `len` readable elements or NULL with 0.
+        let data = unsafe { slice(data, len, data_name) }?;
+        // SAFETY: the caller passes NULL or a writable int64_t.
+        let out = unsafe { optional(out_segment, "out_segment") }?;
+        let up = upsert(engine, name, data)?;
+        write_segment(out, up.segment);
+        Ok(())
+    })
+}
+
 /// Encodes `user`'s dense features with the encoder `encoder`, then
 /// upserts the embedding (see `gw_engine_upsert_embedding`).
 ///
@@ -396,19 +425,18 @@ pub unsafe extern "C" fn gw_engine_upsert_features(
     len: usize,
     out_segment: *mut i64,
 ) -> gw_result {
-    guard(|| {
-        // SAFETY: the caller passes NULL or a live handle.
-        let engine = unsafe { handle::borrow(engine, "engine") }?;
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = unsafe { c_str(encoder, "encoder") }?;
-        // SAFETY: the caller passes `len` readable floats or NULL with 0.
-        let f = unsafe { slice(features, len, "features") }?;
-        // SAFETY: the caller passes NULL or a writable int64_t.
-        let out = unsafe { optional(out_segment, "out_segment") }?;
-        let up = engine.upsert_features(name, user, f)?;
-        write_segment(out, up.segment);
-        Ok(())
-    })
+    // SAFETY: the caller's contract is the helper's.
+    unsafe {
+        upsert_encoded(
+            engine,
+            encoder,
+            features,
+            len,
+            "features",
+            out_segment,
+            |e, n, f| e.upsert_features(n, user, f),
+        )
+    }
 }
 
 /// Encodes `user`'s items (oldest first) with the encoder `encoder`
@@ -426,19 +454,18 @@ pub unsafe extern "C" fn gw_engine_upsert_sequence(
     len: usize,
     out_segment: *mut i64,
 ) -> gw_result {
-    guard(|| {
-        // SAFETY: the caller passes NULL or a live handle.
-        let engine = unsafe { handle::borrow(engine, "engine") }?;
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = unsafe { c_str(encoder, "encoder") }?;
-        // SAFETY: the caller passes `len` readable ids or NULL with 0.
-        let items = unsafe { slice(items, len, "items") }?;
-        // SAFETY: the caller passes NULL or a writable int64_t.
-        let out = unsafe { optional(out_segment, "out_segment") }?;
-        let up = engine.upsert_sequence(name, user, items)?;
-        write_segment(out, up.segment);
-        Ok(())
-    })
+    // SAFETY: the caller's contract is the helper's.
+    unsafe {
+        upsert_encoded(
+            engine,
+            encoder,
+            items,
+            len,
+            "items",
+            out_segment,
+            |e, n, i| e.upsert_sequence(n, user, i),
+        )
+    }
 }
 
 /// Deletes `user` everywhere (segment, index, its own bandit state).
