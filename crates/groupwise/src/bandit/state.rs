@@ -10,10 +10,15 @@
 //! 1. calls [`SlateBandit::export_delta`]: it returns the count changes since
 //!    the previous export, numbered `(replica_id, seq)` with `seq` = 1, 2, …,
 //!    and starts a new journal (this is the checkpoint);
-//! 2. saves its snapshot if it persists state (so the journal and the
-//!    sequence number survive a restart), then publishes the delta's bytes
-//!    ([`Delta::to_bytes`]) on whatever transport the host runs (a log, a
-//!    broker, a shared folder);
+//! 2. keeps the delta's bytes ([`Delta::to_bytes`]) in an outbox, saves its
+//!    snapshot if it persists state (so the sequence number survives a
+//!    restart), then publishes the bytes on whatever transport the host runs
+//!    (a log, a broker, a shared folder) and drops them from the outbox. A
+//!    replica that dies between the save and the publish publishes its
+//!    outbox on restart; one that dies before the save restarts from the
+//!    previous snapshot, whose journal still holds those changes, and
+//!    exports them again under the same sequence number (never published, so
+//!    no replica has merged it);
 //! 3. passes every delta it receives to [`SlateBandit::merge_delta`], in any
 //!    order, duplicates included.
 //!
