@@ -252,6 +252,21 @@ fn new_graph(config: &IndexConfig, capacity: usize) -> Hnsw<'static, f32, Cosine
     )
 }
 
+/// A new graph holding every row of `data` (row-major, slot = row), or an
+/// empty one for an exact-only index. `capacity` is the allocation hint.
+fn graph_of(
+    config: &IndexConfig,
+    data: &[f32],
+    capacity: usize,
+) -> Hnsw<'static, f32, CosineDistance> {
+    let graph = new_graph(config, capacity);
+    if config.build_graph && !data.is_empty() {
+        let batch: Vec<(&[f32], usize)> = data.chunks_exact(config.dim).zip(0..).collect();
+        graph.parallel_insert_slice(&batch);
+    }
+    graph
+}
+
 impl UserIndex {
     /// An empty index.
     pub fn new(config: IndexConfig) -> Result<Self> {
@@ -434,14 +449,7 @@ impl UserIndex {
                 ids.push(id);
             }
         }
-        let graph = new_graph(config, live.max(config.capacity_hint));
-        let batch: Vec<(&[f32], usize)> = (0..ids.len())
-            .map(|s| (&data[s * dim..(s + 1) * dim], s))
-            .collect();
-        if config.build_graph {
-            graph.parallel_insert_slice(&batch);
-        }
-        drop(batch);
+        let graph = graph_of(config, &data, live.max(config.capacity_hint));
         inner.slot_of = ids.iter().enumerate().map(|(s, &id)| (id, s)).collect();
         inner.alive = vec![true; ids.len()];
         inner.ids = ids;

@@ -22,7 +22,7 @@ use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Hnsw;
 use serde::{Deserialize, Serialize};
 
-use super::{new_graph, CosineDistance, IndexConfig, Inner, UserIndex};
+use super::{graph_of, CosineDistance, IndexConfig, UserIndex};
 use crate::error::{Error, Result};
 
 /// hnsw_rs's two dump files.
@@ -170,7 +170,8 @@ impl UserIndex {
             Some(files) if index.config.build_graph => {
                 inner.graph = load_graph(&files, slots, dim)?;
             }
-            _ => rebuild_graph(&index.config, &mut inner),
+            // Every slot, tombstones included, so slots keep their meaning.
+            _ => inner.graph = graph_of(&index.config, &inner.data, inner.ids.len()),
         }
         drop(inner);
         index
@@ -178,20 +179,6 @@ impl UserIndex {
             .store(state.ef_search.max(1), std::sync::atomic::Ordering::Relaxed);
         Ok(index)
     }
-}
-
-/// Inserts every slot into a new graph (tombstones included, so slots keep
-/// their meaning).
-fn rebuild_graph(config: &IndexConfig, inner: &mut Inner) {
-    let dim = config.dim;
-    let graph = new_graph(config, inner.ids.len());
-    if config.build_graph && !inner.ids.is_empty() {
-        let batch: Vec<(&[f32], usize)> = (0..inner.ids.len())
-            .map(|s| (&inner.data[s * dim..(s + 1) * dim], s))
-            .collect();
-        graph.parallel_insert_slice(&batch);
-    }
-    inner.graph = graph;
 }
 
 /// A scratch folder for hnsw_rs's dump files, named so that the next one
