@@ -11,6 +11,7 @@ use groupwise::bandit::{ClickModel, Feedback, Request};
 use groupwise::data::{Interactions, InteractionsSpec};
 use groupwise::engine::{inspect, inspect_bytes, EncoderSpec, SNAPSHOT_VERSION};
 use groupwise::lookalike::{LookalikeRequest, Scorer, Seeds, Size};
+use groupwise::segments::ProfileOptions;
 use groupwise::{Engine, EngineConfig, Error};
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
@@ -103,8 +104,15 @@ fn movielens_engine_answers_every_query_the_same_after_a_snapshot() -> TestResul
             "neighbours of {u}"
         );
     }
-    for id in engine.segment_ids() {
-        assert_eq!(loaded.segment_profile(id)?, engine.segment_profile(id)?);
+    // One segment's profile is that segment's entry of all the profiles.
+    let all = engine.with_segments(|s| {
+        s.expect("segments are built")
+            .profiles(engine.index(), None, &ProfileOptions::default())
+    })?;
+    assert_eq!(all.len(), engine.segment_ids().len());
+    for p in &all {
+        assert_eq!(&engine.segment_profile(p.id)?, p);
+        assert_eq!(loaded.segment_profile(p.id)?, *p);
     }
     for s in engine.segment_ids() {
         for &i in &items {

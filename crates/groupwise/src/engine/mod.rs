@@ -420,12 +420,7 @@ impl Engine {
     pub fn segment_profile(&self, id: SegmentId) -> Result<SegmentProfile> {
         let guard = self.segments.read();
         let segments = guard.as_ref().ok_or(Error::NoSegments)?;
-        segments.size(id)?;
-        segments
-            .profiles(&self.index, None, &ProfileOptions::default())?
-            .into_iter()
-            .find(|p| p.id == id)
-            .ok_or(Error::UnknownSegment(id))
+        segments.profile(&self.index, id, &ProfileOptions::default())
     }
 
     /// Runs `f` on the current segments (read-only).

@@ -154,6 +154,20 @@ impl Segments {
             .collect()
     }
 
+    /// The profile of one served segment without behaviour: size, cohesion
+    /// and representatives (no lifts). Unknown segments and segments below
+    /// the privacy floor are errors, as everywhere.
+    pub fn profile(
+        &self,
+        index: &UserIndex,
+        id: SegmentId,
+        options: &ProfileOptions,
+    ) -> Result<SegmentProfile> {
+        self.size(id)?;
+        let empty = Counts::default();
+        self.profile_of(id, index, &empty, &empty, None, options)
+    }
+
     fn profile_of(
         &self,
         id: SegmentId,
