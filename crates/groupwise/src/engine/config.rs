@@ -111,13 +111,10 @@ impl EngineConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config = Self::from_json(&text).map_err(|e| match e {
-            Error::InvalidArgument { problem, .. } => Error::Parse {
-                path: path.to_path_buf(),
-                line: 0,
-                problem,
-            },
-            other => other,
+        let mut config = Self::parse(&text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: e.line() as u64,
+            problem: format!("not a valid engine config: {e}"),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for e in &mut config.encoders {
@@ -130,8 +127,12 @@ impl EngineConfig {
 
     /// Parses a JSON config.
     pub fn from_json(text: &str) -> Result<Self> {
-        let mut config: EngineConfig = serde_json::from_str(text)
-            .map_err(|e| Error::invalid("config", format!("not a valid engine config: {e}")))?;
+        Self::parse(text)
+            .map_err(|e| Error::invalid("config", format!("not a valid engine config: {e}")))
+    }
+
+    fn parse(text: &str) -> serde_json::Result<Self> {
+        let mut config: EngineConfig = serde_json::from_str(text)?;
         config.index.dim = config.dim;
         Ok(config)
     }
@@ -195,6 +196,22 @@ mod tests {
         assert_eq!(c.segments, SegmentConfig::default());
         let again = EngineConfig::from_json(&c.to_json()).expect("round trip");
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn a_bad_config_file_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("engine.json");
+        std::fs::write(&path, "{\n  \"dim\": 8,\n  \"graph_k\": \"many\"\n}\n").expect("write");
+        match EngineConfig::from_file(&path) {
+            Err(Error::Parse {
+                line: 3, problem, ..
+            }) => assert!(
+                problem.contains("graph_k") || problem.contains("string"),
+                "{problem}"
+            ),
+            other => panic!("expected a parse error on line 3, got {other:?}"),
+        }
     }
 
     #[test]
