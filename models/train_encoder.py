@@ -75,12 +75,22 @@ models (opset 17, IR version 8):
 Everything is deterministic for a given ``--seed``: running the script twice
 produces byte-identical ``.onnx`` files.
 
-Example (MovieLens 100K)::
+``--out-dir`` has no default: the files go where the caller says (a default
+of ``models/`` once wrote into the checkout whenever the script was run from
+the repository root).  Results go to standard output; progress goes to
+standard error: a line when each stage starts and ends (with its time), and
+while a stage runs, at most one line every ``--progress-every`` seconds with
+how far it is and the estimated time left.  The method has no epochs: the
+stages are reading, co-occurrence counting, PPMI, SVD (whose "loss" is
+reported as the share of the PPMI matrix's squared norm the rank-``dim``
+approximation keeps), embedding and ranking users, and export.
+
+Example (MovieLens 100K, the committed reference)::
 
     python3 models/train_encoder.py \\
         --interactions .groupwise/data/ml-100k/ml-100k.inter \\
         --weight-col rating --time-col timestamp \\
-        --items .groupwise/data/ml-100k/ml-100k.item --name ml100k
+        --items .groupwise/data/ml-100k/ml-100k.item --name ml100k --out-dir models
 """
 
 from __future__ import annotations
@@ -91,6 +101,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +119,66 @@ IR_VERSION = 8
 
 class DataError(Exception):
     """A problem with an input file; the message names the file and line."""
+
+
+# --------------------------------------------------------------------------
+# Progress (standard error)
+# --------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Progress:
+    """Progress of one stage on standard error.
+
+    A line when the stage starts, at most one line every ``Progress.every``
+    seconds while it runs (done/total, elapsed time, estimated time left),
+    and a line when it ends.  ``Progress.every`` < 0 silences everything.
+    """
+
+    every = 5.0
+
+    def __init__(self, stage: str, total: int | None = None, unit: str = ""):
+        self.stage, self.total, self.unit = stage, total, unit
+        self.start = self.last = time.monotonic()
+        size = f" ({total} {unit})" if total is not None and unit else ""
+        self._say(f"{stage}{size} ...")
+
+    @staticmethod
+    def _say(message: str) -> None:
+        if Progress.every >= 0:
+            print(f"[train_encoder] {message}", file=sys.stderr, flush=True)
+
+    def update(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if Progress.every < 0 or now - self.last < Progress.every:
+            return
+        self.last = now
+        elapsed = now - self.start
+        line = f"{self.stage}: {done}"
+        if self.total:
+            line += f"/{self.total} {self.unit} ({100.0 * done / self.total:.0f} %)"
+        elif self.unit:
+            line += f" {self.unit}"
+        line += f", {_duration(elapsed)} elapsed"
+        if self.total and done > 0:
+            line += f", ETA {_duration(elapsed * (self.total - done) / done)}"
+        if note:
+            line += f"; {note}"
+        self._say(line)
+
+    def done(self, note: str = "") -> None:
+        line = f"{self.stage}: done in {_duration(time.monotonic() - self.start)}"
+        self._say(line + (f"; {note}" if note else ""))
 
 
 # --------------------------------------------------------------------------
@@ -203,7 +274,9 @@ def load_interactions(path, sep, user_col, item_col, weight_col=None, time_col=N
 
     per_user: dict[str, list[tuple[float, int, str, float]]] = {}
     n = 0
+    progress = Progress(f"reading {os.path.basename(path)}", unit="rows")
     for lineno, fields in rows:
+        progress.update(n)
         if len(fields) != n_fields:
             raise DataError(
                 f"{path}:{lineno}: expected {n_fields} fields, got {len(fields)}"
@@ -218,6 +291,7 @@ def load_interactions(path, sep, user_col, item_col, weight_col=None, time_col=N
         n += 1
     if n == 0:
         raise DataError(f"{path}: no interactions after the header")
+    progress.done(f"{n} rows, {len(per_user)} users")
 
     users = sort_ids(per_user.keys())
     items, weights = [], []
@@ -334,7 +408,9 @@ class CoocAccumulator:
 def accumulate_cooccurrence(seqs: list[np.ndarray], n: int, cfg: Config, dense: bool):
     """Item-item co-occurrence over users' histories (item indices 0..n-1, -1 = skip)."""
     acc = CoocAccumulator(n, dense)
-    for seq in seqs:
+    progress = Progress(f"co-occurrence ({cfg.cooc})", len(seqs), "users")
+    for done, seq in enumerate(seqs):
+        progress.update(done)
         seq = seq[seq >= 0]
         if cfg.cooc == "user":
             u = np.unique(seq)
@@ -359,7 +435,9 @@ def accumulate_cooccurrence(seqs: list[np.ndarray], n: int, cfg: Config, dense: 
                 acc.add(np.concatenate([a, b]), np.concatenate([b, a]), 1.0)
         else:
             raise ValueError(f"unknown co-occurrence mode {cfg.cooc!r}")
-    return acc.result()
+    result = acc.result()
+    progress.done()
+    return result
 
 
 def ppmi_dense(C: np.ndarray, alpha: float, shift: float) -> np.ndarray:
@@ -395,13 +473,17 @@ def randomized_svd_coo(rows, cols, vals, n: int, k: int, seed: int, oversample=1
     """Seeded randomized SVD (Halko, Martinsson & Tropp 2011) of an n x n COO matrix."""
     rng = np.random.default_rng(seed)
     p = min(n, k + oversample)
+    progress = Progress("randomized SVD", n_iter + 2, "passes over the matrix")
     Q = rng.standard_normal((n, p))
     Q, _ = np.linalg.qr(_coo_matmul(rows, cols, vals, n, Q))
-    for _ in range(n_iter):
+    for it in range(n_iter):
+        progress.update(it + 1)
         Z, _ = np.linalg.qr(_coo_matmul(rows, cols, vals, n, Q, transpose=True))
         Q, _ = np.linalg.qr(_coo_matmul(rows, cols, vals, n, Z))
+    progress.update(n_iter + 1)
     B = _coo_matmul(rows, cols, vals, n, Q, transpose=True).T  # Q^T M, shape p x n
     Ub, S, _ = np.linalg.svd(B, full_matrices=False)
+    progress.done()
     return (Q @ Ub)[:, :k], S[:k]
 
 
@@ -418,6 +500,26 @@ def l2_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, EPS)
 
 
+def exact_svd_estimate(n: int, probe: int = 400) -> str:
+    """A note such as ``", roughly 3 min (...)"`` on how long the exact SVD of
+    an n x n matrix (one LAPACK call, which reports no progress) will take,
+    to within a few times on a busy machine:
+    the best of two timed SVDs of a random probe x probe matrix (after a
+    warm-up), scaled by (n / probe)^3.  Empty for small matrices."""
+    if n < 2 * probe or Progress.every < 0:
+        return ""
+    rng = np.random.default_rng(0)
+    np.linalg.svd(rng.standard_normal((64, 64)))  # warm-up: library and threads
+    m = rng.standard_normal((probe, probe))
+    best = math.inf
+    for _ in range(2):
+        start = time.monotonic()
+        np.linalg.svd(m)
+        best = min(best, time.monotonic() - start)
+    guess = best * (n / probe) ** 3
+    return f", roughly {_duration(guess)} (one LAPACK call, no progress until it ends)"
+
+
 def train_embeddings(seqs: list[np.ndarray], n: int, cfg: Config) -> np.ndarray:
     """Return the full table E [n + 2, dim] (rows 0 = padding, 1 = unknown).
 
@@ -430,14 +532,23 @@ def train_embeddings(seqs: list[np.ndarray], n: int, cfg: Config) -> np.ndarray:
     if method == "exact":
         C = accumulate_cooccurrence(seqs, n, cfg, dense=True)
         M = ppmi_dense(C, cfg.alpha, cfg.shift)
+        progress = Progress(f"exact SVD of the {n} x {n} PPMI matrix{exact_svd_estimate(n)}")
         U, S, _ = np.linalg.svd(M)
+        norm2 = float((S ** 2).sum())
         U, S = U[:, :k], S[:k]
     elif method == "randomized":
         r, c, v = accumulate_cooccurrence(seqs, n, cfg, dense=False)
         r, c, v = ppmi_sparse(r, c, v, n, cfg.alpha, cfg.shift)
+        norm2 = float((v ** 2).sum())
+        progress = Progress(f"SVD of the {n} x {n} PPMI matrix ({v.size} non-zeros)")
         U, S = randomized_svd_coo(r, c, v, n, k, cfg.seed)
     else:
         raise ValueError(f"unknown svd method {cfg.svd!r}")
+    kept = float((S ** 2).sum()) / norm2 if norm2 > 0 else 1.0
+    progress.done(
+        f"the rank-{k} approximation keeps {100 * kept:.1f} % of the PPMI matrix's squared norm "
+        f"(reconstruction loss {100 * (1 - kept):.1f} %)"
+    )
     U = fix_signs(U)
     items = l2_rows(U * (S ** cfg.eig_power)[None, :])
     if k < cfg.dim:  # tiny vocabularies: pad with zero columns
@@ -458,10 +569,13 @@ def embed_users(E: np.ndarray, seqs: list[np.ndarray], weights: list[np.ndarray]
     """Reference (numpy) implementation of the seq model: model indices -> unit vectors."""
     out = np.zeros((len(seqs), E.shape[1]), dtype=np.float64)
     E64 = E.astype(np.float64)
+    progress = Progress("embedding users", len(seqs), "users")
     for u, (s, w) in enumerate(zip(seqs, weights)):
+        progress.update(u)
         s, w = keep_last(s, w, max_len)
         mask = (s != PAD_ID).astype(np.float64) * w
         out[u] = mask @ E64[s]
+    progress.done()
     return l2_rows(out)
 
 
@@ -486,10 +600,13 @@ def split_histories(h: Histories, holdout: float):
     return train_items, train_w, test_items
 
 
-def rank_metrics(scores: np.ndarray, excluded: list[np.ndarray], targets: list[set], index_to_id: list[str], n_targets: list[int]):
+def rank_metrics(scores: np.ndarray, excluded: list[np.ndarray], targets: list[set], index_to_id: list[str], n_targets: list[int],
+                 name: str = "model"):
     """HR@10, Recall@20, NDCG@10 for a [users, n_items] score matrix (item columns)."""
     hr, rec, ndcg = [], [], []
+    progress = Progress(f"ranking items for every user ({name})", scores.shape[0], "users")
     for u in range(scores.shape[0]):
+        progress.update(u)
         if n_targets[u] == 0:
             continue
         s = scores[u].copy()
@@ -501,6 +618,7 @@ def rank_metrics(scores: np.ndarray, excluded: list[np.ndarray], targets: list[s
         gains = hits[:10] / np.log2(np.arange(2, 12))
         idcg = (1.0 / np.log2(np.arange(2, 2 + min(n_targets[u], 10)))).sum()
         ndcg.append(gains.sum() / idcg)
+    progress.done()
     return {"hr@10": float(np.mean(hr)), "recall@20": float(np.mean(rec)), "ndcg@10": float(np.mean(ndcg)), "users": len(hr)}
 
 
@@ -525,12 +643,15 @@ def category_agreement(user_emb: np.ndarray, dom: list, k: int, seed: int) -> di
     np.fill_diagonal(sims, -np.inf)
     rng = np.random.default_rng(seed + 1)
     nn_share, rnd_share = [], []
+    progress = Progress("category agreement of nearest users", len(idx), "users")
     for a in range(len(idx)):
+        progress.update(a)
         nn = np.argsort(-sims[a], kind="stable")[:k]
         nn_share.append(float(np.mean(labels[nn] == labels[a])))
         others = np.delete(np.arange(len(idx)), a)
         rnd = rng.choice(others, size=min(k, others.size), replace=False)
         rnd_share.append(float(np.mean(labels[rnd] == labels[a])))
+    progress.done()
     values, counts = np.unique(labels, return_counts=True)
     return {
         "k": k,
@@ -578,9 +699,9 @@ def evaluate(h: Histories, cfg: Config, args, cats=None) -> dict:
             "test_interactions": int(sum(len(s) for s in test_items)),
             "train_vocab": len(vocab),
         },
-        "model": rank_metrics(model_scores, excluded, targets, vocab, n_targets),
-        "popularity": rank_metrics(pop_scores, excluded, targets, vocab, n_targets),
-        "random": rank_metrics(rand_scores, excluded, targets, vocab, n_targets),
+        "model": rank_metrics(model_scores, excluded, targets, vocab, n_targets, "model"),
+        "popularity": rank_metrics(pop_scores, excluded, targets, vocab, n_targets, "popularity"),
+        "random": rank_metrics(rand_scores, excluded, targets, vocab, n_targets, "random"),
     }
     if cats is not None:
         dom = dominant_categories(train_items, cats)
@@ -779,8 +900,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-weights", choices=["ones", "column"], default="ones",
                    help="user-embedding weights in the evaluation: 1.0 or the --weight-col values")
     g.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
-    g.add_argument("--out-dir", default="models/")
+    g.add_argument("--out-dir", required=True,
+                   help="folder for <name>-seq.onnx, <name>-bag.onnx and <name>-metrics.json (created if "
+                        "missing); required, so that no run writes into the checkout unasked (the committed "
+                        "reference was written with --out-dir models)")
     g.add_argument("--name", default="ml100k")
+    g.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                   help="progress on standard error: stage start/end lines, and at most one line every "
+                        "SECONDS with the estimated time left; negative: no progress")
     return p
 
 
@@ -806,6 +933,7 @@ def main(argv=None) -> int:
         print("error: --dim, --max-len and --min-count must be >= 1", file=sys.stderr)
         return 2
     cfg = config_from_args(args)
+    Progress.every = args.progress_every
     try:
         sep = parse_sep(args.sep, args.interactions)
         h = load_interactions(args.interactions, sep, args.user_col, args.item_col, args.weight_col, args.time_col)
@@ -829,6 +957,7 @@ def main(argv=None) -> int:
         },
     }
     if not args.no_eval:
+        Progress._say(f"held-out evaluation (holdout {args.holdout}): training on the earlier part of each history")
         ev = evaluate(h, cfg, args, cats)
         metrics["evaluation"] = ev
         print(f"held-out evaluation ({ev['model']['users']} users, holdout {args.holdout}):")
@@ -839,12 +968,15 @@ def main(argv=None) -> int:
             print(f"  category agreement of 10 nearest users: {ca['nearest_users_same_category']:.4f} "
                   f"(random users: {ca['random_users_same_category']:.4f})")
 
+    Progress._say("final model: training on all interactions")
     vocab = build_vocab(h.items, args.min_count)
     index = {it: i + VOCAB_OFFSET for i, it in enumerate(vocab)}
     seqs = [map_ids(s, index) for s in h.items]
     E = train_embeddings([s - VOCAB_OFFSET for s in seqs], len(vocab), cfg)
     trained_on = f"{fname}: {len(h.users)} users, {len(vocab)} items, {h.n_interactions} interactions"
+    progress = Progress(f"export to {args.out_dir}")
     out = export_models(E, vocab, args, trained_on)
+    progress.done()
     metrics["export"] = {
         "vocab_size": len(vocab),
         "feature_dim": int(E.shape[0]),

@@ -181,7 +181,7 @@ fn encode(a: &EncodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }),
         InputKind::Features => json!({ "features": bags }),
     };
-    std::fs::write(&a.inputs_out, serde_json::to_vec(&inputs)?)?;
+    crate::paths::write_output("--inputs-out", &a.inputs_out, serde_json::to_vec(&inputs)?)?;
 
     let model_name = model
         .file_name()

@@ -1,6 +1,9 @@
-//! The column options every command that reads an interactions file shares.
+//! The column options every command that reads an interactions file shares,
+//! and the one loader of interactions files given on the command line.
 
-use groupwise::data::InteractionsSpec;
+use std::path::Path;
+
+use groupwise::data::{Interactions, InteractionsSpec};
 
 /// Which columns of an interactions file hold what (flattened into commands).
 #[derive(clap::Args, Debug, Clone)]
@@ -39,5 +42,29 @@ impl Columns {
             time_col: self.time_col.clone(),
             delimiter: self.delimiter_byte()?,
         })
+    }
+
+    /// True when `--weight-col` is given: the model gets each interaction's
+    /// weight (every command that encodes histories honours it).
+    pub fn weighted(&self) -> bool {
+        self.weight_col.is_some()
+    }
+
+    /// Loads the interactions file given with `flag`; a file with a header and
+    /// no data rows is an error (nothing would be encoded or evaluated).
+    pub fn load(
+        &self,
+        flag: &str,
+        path: &Path,
+    ) -> Result<Interactions, Box<dyn std::error::Error>> {
+        let log = Interactions::load(path, &self.spec()?)?;
+        if log.is_empty() {
+            return Err(format!(
+                "{flag} {}: the file has no data rows (only a header)",
+                path.display()
+            )
+            .into());
+        }
+        Ok(log)
     }
 }

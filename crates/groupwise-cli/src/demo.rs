@@ -21,7 +21,6 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::paths;
-use crate::progress;
 
 /// Arguments of `groupwise demo`.
 #[derive(clap::Args, Debug)]
@@ -111,6 +110,10 @@ fn demographics(dir: &std::path::Path) -> HashMap<String, String> {
 }
 
 pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Bad output paths are reported before the work, not after it.
+    paths::prepare_output("--picture", &a.picture)?;
+    paths::prepare_output("--slates-picture", &a.slates_picture)?;
+    paths::prepare_output("--snapshot", &a.snapshot)?;
     let dir = paths::movielens_dir(a.data_dir.as_deref())?;
     let model = match &a.model {
         Some(m) => m.clone(),
@@ -148,21 +151,13 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .map_or_else(|| "?".into(), |p| p.display().to_string())
     );
     let t = Instant::now();
-    let pb = progress::bar(histories.len() as u64, "encoding");
-    let mut embeddings = Vec::with_capacity(histories.len() * encoder.dim());
-    let mut unknown = 0;
-    for chunk in histories.chunks(128) {
-        let enc = encoder.encode_histories(chunk, false)?;
-        unknown += enc.stats.unknown_items;
-        embeddings.extend_from_slice(&enc.embeddings);
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
+    let encoded = crate::embed::encode_histories(&encoder, &histories, false)?;
+    let embeddings = encoded.data;
     println!(
         "encoded {} users in {:.0} ms ({} unknown items)",
         histories.len(),
         t.elapsed().as_secs_f64() * 1e3,
-        unknown
+        encoded.unknown_items
     );
 
     // 2. Index.
@@ -434,7 +429,7 @@ fn slates_section(
         &x,
         &series,
     );
-    paths::write(&a.slates_picture, svg)?;
+    paths::write_output("--slates-picture", &a.slates_picture, svg)?;
     println!(
         "regret curves: {} (all policies and seeds: `groupwise eval slates`)",
         a.slates_picture.display()
@@ -473,7 +468,7 @@ fn segments_section(
         &profiles,
         "MovieLens 100K users by segment (projection on the segment centroids' principal plane)",
     );
-    paths::write(&a.picture, svg)?;
+    paths::write_output("--picture", &a.picture, svg)?;
     println!("picture of the segments: {}", a.picture.display());
     Ok(segments)
 }
@@ -499,7 +494,7 @@ fn lookalike_section(
     let Some((genre, members)) = fans.into_iter().next() else {
         return Ok(());
     };
-    let space = crate::eval::build_space(encoder, &earlier_part(histories, 2.0 / 3.0))?;
+    let space = crate::eval::build_space(encoder, &earlier_part(histories, 2.0 / 3.0), false)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut shuffled = members.clone();
     shuffled.shuffle(&mut rng);
@@ -553,19 +548,25 @@ fn lookalike_section(
         Some(&space.graph),
         &genre,
         &members,
-        &crate::eval::methods(),
-        Some(&space.activity),
+        &crate::eval::methods(space.activity.is_some()),
+        space.activity.as_ref(),
         &config,
         &eval,
     )?;
     println!(
-        "held-out AUC over {} random splits (lift = precision@K / base rate, K = hidden count):",
+        "held-out AUC over {} random splits, and within activity quartiles (ranking by activity alone scores about 0.5 there; \
+         lift = precision@K / base rate, K = hidden count):",
         eval.splits
     );
     for r in &res {
         println!(
-            "  {:<11} AUC {:.3} ± {:.3}   lift {:.2}",
-            r.method, r.auc, r.auc_sd, r.lift[0]
+            "  {:<11} AUC {:.3} ± {:.3}   quartile AUC {}   lift {:.2}",
+            r.method,
+            r.auc,
+            r.auc_sd,
+            r.quartile_auc
+                .map_or_else(|| "-".to_string(), |q| format!("{q:.3}")),
+            r.lift[0]
         );
     }
     Ok(())

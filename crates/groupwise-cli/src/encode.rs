@@ -2,12 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use groupwise::data::Interactions;
-use groupwise::io::EmbeddingTable;
+use groupwise::io::{ids_path, EmbeddingTable};
 use groupwise::{Encoder, EncoderOptions, RuntimeConfig};
 
 use crate::paths;
-use crate::progress;
 
 /// Arguments of `groupwise encode`.
 #[derive(clap::Args, Debug)]
@@ -29,11 +27,13 @@ pub struct Args {
     pub features: Option<PathBuf>,
     #[command(flatten)]
     pub columns: crate::columns::Columns,
-    /// Output `.npy` file; user ids go to `<out>.ids.txt`.
+    /// Output `.npy` file; the user ids go next to it, one per line, with
+    /// `.ids.txt` in place of the extension (`emb.npy` → `emb.ids.txt`).
+    /// Missing folders are created.
     #[arg(long)]
     pub out: PathBuf,
     /// Rows per model call.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::args::at_least_one)]
     pub batch_size: usize,
     /// Path to libonnxruntime.so (default: ORT_DYLIB_PATH, then .groupwise/lib).
     #[arg(long)]
@@ -41,6 +41,8 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // A bad --out is reported before the encoding, not after it.
+    prepare_out(&a.out)?;
     let model = match &a.model {
         Some(m) => m.clone(),
         None => paths::model("ml100k-seq.onnx")?,
@@ -63,33 +65,26 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("pass --interactions or --features")?;
         return encode_features(&encoder, path, &a.columns.user_col, delimiter, &a.out);
     };
-    let log = Interactions::load(interactions, &a.columns.spec()?)?;
+    let log = a.columns.load("--interactions", interactions)?;
     let histories = log.histories();
-    let pb = progress::bar(histories.len() as u64, "encoding");
-    let mut data = Vec::with_capacity(histories.len() * encoder.dim());
-    let mut unknown = 0;
-    for chunk in histories.chunks(4096) {
-        let enc = encoder.encode_histories(chunk, a.columns.weight_col.is_some())?;
-        unknown += enc.stats.unknown_items;
-        data.extend_from_slice(&enc.embeddings);
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
+    let enc = crate::embed::encode_histories(&encoder, &histories, a.columns.weighted())?;
     let ids = histories
         .iter()
         .map(|h| log.users.name(h.user).unwrap_or_default().to_string())
         .collect();
-    let table = EmbeddingTable {
-        ids,
-        data,
-        dim: encoder.dim(),
-    };
-    table.save(&a.out)?;
+    save(
+        &a.out,
+        &EmbeddingTable {
+            ids,
+            data: enc.data,
+            dim: enc.dim,
+        },
+    )?;
     eprintln!(
         "encoded {} users ({} interactions, {} unknown items) with {} -> {} ({}-d)",
         histories.len(),
         log.len(),
-        unknown,
+        enc.unknown_items,
         model.display(),
         a.out.display(),
         encoder.dim()
@@ -114,10 +109,12 @@ fn encode_features(
     } else {
         b','
     });
+    let in_file = |e: csv::Error| format!("--features {}: {e}", path.display());
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .from_path(path)?;
-    let header = reader.headers()?.clone();
+        .from_path(path)
+        .map_err(in_file)?;
+    let header = reader.headers().map_err(in_file)?.clone();
     let id_at = header
         .iter()
         .position(|h| h == id_col || h.split(':').next() == Some(id_col))
@@ -131,11 +128,19 @@ fn encode_features(
         .into());
     }
     let (mut ids, mut rows) = (Vec::new(), Vec::new());
+    let mut line_of: std::collections::HashMap<String, u64> = Default::default();
     for rec in reader.records() {
-        let rec = rec?;
+        let rec = rec.map_err(in_file)?;
         let line = rec.position().map_or(0, csv::Position::line);
         for (i, v) in rec.iter().enumerate() {
             if i == id_at {
+                if let Some(first) = line_of.insert(v.to_string(), line) {
+                    return Err(format!(
+                        "{}:{line}: user id {v:?} is listed twice (lines {first} and {line})",
+                        path.display()
+                    )
+                    .into());
+                }
                 ids.push(v.to_string());
             } else {
                 rows.push(
@@ -146,17 +151,40 @@ fn encode_features(
             }
         }
     }
-    let enc = encoder.encode_features(&rows)?;
-    EmbeddingTable {
-        ids,
-        data: enc.embeddings,
-        dim: encoder.dim(),
+    if ids.is_empty() {
+        return Err(format!(
+            "--features {}: the file has no data rows (only a header)",
+            path.display()
+        )
+        .into());
     }
-    .save(out)?;
+    let enc = encoder.encode_features(&rows)?;
+    save(
+        out,
+        &EmbeddingTable {
+            ids,
+            data: enc.embeddings,
+            dim: encoder.dim(),
+        },
+    )?;
     eprintln!(
         "encoded {} feature rows -> {}",
         enc.stats.rows,
         out.display()
     );
+    Ok(())
+}
+
+/// Gets the embeddings file given with `--out` and its ids file ready to be
+/// written (missing folders created; a directory refused, naming the flag).
+fn prepare_out(out: &Path) -> Result<(), String> {
+    paths::prepare_output("--out", out)?;
+    paths::prepare_output("--out (its ids file)", &ids_path(out))
+}
+
+/// Writes the embeddings file given with `--out` and its ids file.
+fn save(out: &Path, table: &EmbeddingTable) -> Result<(), Box<dyn std::error::Error>> {
+    prepare_out(out)?;
+    table.save(out)?;
     Ok(())
 }

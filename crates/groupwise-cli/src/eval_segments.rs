@@ -111,6 +111,10 @@ pub struct Row {
 }
 
 pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // A bad output path is reported before the work, not after it.
+    if let Some(p) = &a.out {
+        paths::prepare_output("--out", p)?;
+    }
     let data = if let Some(e) = &a.embeddings {
         from_embeddings(e, a.truth.as_deref(), a)?
     } else {
@@ -168,7 +172,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let report = render(&data, &rows, a, clusters);
     print!("{report}");
     if let Some(p) = &a.out {
-        paths::write(p, &report)?;
+        paths::write_output("--out", p, &report)?;
     }
     Ok(())
 }
@@ -386,13 +390,13 @@ fn movielens(a: &Args) -> Result<Data, Box<dyn std::error::Error>> {
     let meta = ItemMetadata::load(dir.join("ml-100k.item"), &ItemMetadataSpec::movielens())?;
     let histories = log.histories();
     let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
-    let emb = encoder.encode_histories(&histories, false)?;
+    let emb = crate::embed::encode_histories(&encoder, &histories, false)?;
     let ids: Vec<u64> = histories.iter().map(|h| h.user).collect();
     let mut data = build(
         "MovieLens 100K (reference encoder)",
         ids,
-        &emb.embeddings,
-        encoder.dim(),
+        &emb.data,
+        emb.dim,
         a,
     )?;
     let users = &data.users;
@@ -428,13 +432,14 @@ fn from_embeddings(
     truth: Option<&Path>,
     a: &Args,
 ) -> Result<Data, Box<dyn std::error::Error>> {
-    let (raw, rows, dim) = match EmbeddingTable::load(path) {
-        Ok(t) => {
-            let n = t.ids.len();
-            (t.data, n, t.dim)
-        }
-        // Synthetic vectors have no ids file: rows are users 0..n.
-        Err(_) => groupwise::io::read_npy(path)?,
+    // Synthetic vectors have no ids file: rows are users 0..n. With an ids
+    // file, its errors (a missing row, an id listed twice) are reported.
+    let (raw, rows, dim) = if groupwise::io::ids_path(path).exists() {
+        let t = EmbeddingTable::load(path)?;
+        let n = t.ids.len();
+        (t.data, n, t.dim)
+    } else {
+        groupwise::io::read_npy(path)?
     };
     let ids: Vec<u64> = (0..rows as u64).collect();
     let labels: Option<Vec<u32>> = match truth {
@@ -467,7 +472,8 @@ fn peers(
     let temp;
     let dir = match &a.export {
         Some(d) => {
-            std::fs::create_dir_all(d)?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("--export {}: cannot create the folder: {e}", d.display()))?;
             d.clone()
         }
         None => {

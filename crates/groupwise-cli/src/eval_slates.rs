@@ -77,7 +77,7 @@ pub fn movielens_world(
 ) -> Result<World, Box<dyn std::error::Error>> {
     let truth = GroundTruth::from_ratings(histories, items, rank)?;
     let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
-    let index = crate::eval::embed(&encoder, histories)?;
+    let index = crate::embed::index_histories(&encoder, histories, false)?;
     let segments = Segments::build(
         &index,
         SegmentConfig {
@@ -153,6 +153,11 @@ pub fn run_all(world: &World, base: &SimConfig, seeds: u64) -> groupwise::Result
 }
 
 pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Bad output paths are reported before the work, not after it.
+    paths::prepare_output("--picture", &a.picture)?;
+    if let Some(p) = &a.out {
+        paths::prepare_output("--out", p)?;
+    }
     let dir = paths::movielens_dir(a.data_dir.as_deref())?;
     let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())?;
     let histories = log.histories();
@@ -203,10 +208,10 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         &x,
         &series,
     );
-    paths::write(&a.picture, svg)?;
+    paths::write_output("--picture", &a.picture, svg)?;
     println!("\nregret curves: {}", a.picture.display());
     if let Some(p) = &a.out {
-        paths::write(p, &report)?;
+        paths::write_output("--out", p, &report)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `groupwise lookalike`: seeds file in, ranked users out.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -40,7 +41,8 @@ pub struct Args {
     /// Random seed (negative sampling).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output TSV (rank, user, score[, nearest seeds]); standard output when absent.
+    /// Output TSV (rank, user, score[, nearest seeds]); standard output when
+    /// absent. Missing folders are created.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -79,6 +81,10 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let scorer =
         Scorer::parse(&a.scorer).ok_or_else(|| format!("unknown scorer {:?}", a.scorer))?;
     let size = parse_size(&a.size)?;
+    // A bad --out is reported before the work, not after it.
+    if let Some(p) = &a.out {
+        crate::paths::prepare_output("--out", p)?;
+    }
     let table = EmbeddingTable::load(&a.embeddings)?;
     let index = load_index(&table)?;
     let names: HashMap<u64, &str> = table
@@ -109,18 +115,15 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let e = expand(&index, graph.as_ref(), &req, &config)?;
-    let mut out: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    writeln!(
-        out,
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "rank\tuser\tscore{}",
         if a.explain { "\tnearest_seeds" } else { "" }
-    )?;
+    );
     for u in &e.users {
         let name = names.get(&u.id).copied().unwrap_or("?");
-        write!(out, "{}\t{}\t{:.6}", u.rank, name, u.score)?;
+        let _ = write!(text, "{}\t{}\t{:.6}", u.rank, name, u.score);
         if a.explain {
             let why: Vec<String> = u
                 .nearest_seeds
@@ -133,11 +136,18 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     )
                 })
                 .collect();
-            write!(out, "\t{}", why.join(","))?;
+            let _ = write!(text, "\t{}", why.join(","));
         }
-        writeln!(out)?;
+        let _ = writeln!(text);
     }
-    out.flush()?;
+    match &a.out {
+        Some(p) => crate::paths::write_output("--out", p, text)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
+    }
     eprintln!(
         "{} users from {} seeds ({} seed ids not found) among {} candidates, scorer {}",
         e.users.len(),

@@ -12,12 +12,15 @@
 //!   (JSON lines) that bench/report.py sets next to the Python peers.
 
 mod alloc;
+mod args;
 mod bench;
 mod bench_engine;
 mod bench_slates;
 mod columns;
 mod demo;
+mod embed;
 mod encode;
+mod errors;
 mod eval;
 mod eval_segments;
 mod eval_slates;
@@ -32,7 +35,7 @@ mod synth;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Group personalisation engine: user encoders, user index, lookalike, segments.
 #[derive(Parser)]
@@ -72,7 +75,10 @@ enum Command {
 static ALLOC: alloc::Counting = alloc::Counting;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let root = Cli::command();
+    let matches = root.clone().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut root.clone()).exit());
     let result = match cli.command {
         Command::Demo(a) => demo::run(&a),
         Command::Encode(a) => encode::run(&a),
@@ -87,7 +93,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            let command = errors::active_command(&root, &matches);
+            eprintln!("error: {}", errors::message(e.as_ref(), &command));
             ExitCode::FAILURE
         }
     }

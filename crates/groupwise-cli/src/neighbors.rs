@@ -14,8 +14,8 @@ pub struct Args {
     /// The user id (as in the ids file).
     #[arg(long)]
     pub user: String,
-    /// Number of neighbours.
-    #[arg(short, long, default_value_t = 10)]
+    /// Number of neighbours (at least 1).
+    #[arg(short, long, default_value_t = 10, value_parser = crate::args::at_least_one)]
     pub k: usize,
     /// Exact search instead of the HNSW graph.
     #[arg(long)]
@@ -56,13 +56,15 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// An index over every row of an embeddings table (ids mapped with the stable
-/// rule), built in chunks behind a progress bar.
+/// rule; two ids that map to the same number are an error, not a lost row),
+/// built in chunks behind a progress bar.
 pub fn load_index(table: &EmbeddingTable) -> groupwise::Result<UserIndex> {
+    let mut mapper = groupwise::data::ids::IdMapper::new();
     let ids: Vec<u64> = table
         .ids
         .iter()
-        .map(|s| groupwise::data::ids::stable_id(s))
-        .collect();
+        .map(|s| mapper.map(s))
+        .collect::<groupwise::Result<_>>()?;
     index_rows(&ids, &table.data, table.dim)
 }
 

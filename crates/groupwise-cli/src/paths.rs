@@ -42,6 +42,43 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Gets the file a user named with `flag` (e.g. `--out`) ready to be
+/// written: a directory is refused, and missing parent folders are created.
+/// Every error names the flag and the path as typed. Every command calls
+/// this (or [`write_output`]) for each file it writes.
+pub fn prepare_output(flag: &str, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Err(format!("{flag}: the path is empty; give a file to write"));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "{flag} {shown}: is a directory; name the file to write, not a folder"
+        ));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if parent.exists() && !parent.is_dir() {
+            return Err(format!(
+                "{flag} {shown}: {} is a file, not a folder",
+                parent.display()
+            ));
+        }
+        std::fs::create_dir_all(parent).map_err(|e| {
+            format!(
+                "{flag} {shown}: cannot create the folder {}: {e}",
+                parent.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes `contents` to the file given with `flag` (see [`prepare_output`]).
+pub fn write_output(flag: &str, path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+    prepare_output(flag, path)?;
+    std::fs::write(path, contents).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
 /// A committed model under models/, found upwards.
 pub fn model(name: &str) -> Result<PathBuf, String> {
     find_up(&Path::new("models").join(name)).ok_or_else(|| {

@@ -24,10 +24,10 @@ pub struct MethodArgs {
     #[arg(long, default_value = "leiden")]
     pub method: String,
     /// Number of clusters for kmeans.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::args::at_least_one)]
     pub clusters: usize,
     /// Neighbours per user in the kNN graph (leiden, louvain).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = crate::args::at_least_one)]
     pub knn: usize,
     /// Resolution of leiden/louvain: larger gives more, smaller segments.
     #[arg(long, default_value_t = 1.0)]
@@ -36,7 +36,7 @@ pub struct MethodArgs {
     #[arg(long)]
     pub ef: Option<usize>,
     /// Privacy floor: smallest segment served.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = crate::args::at_least_one)]
     pub min_size: usize,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
@@ -112,6 +112,16 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Bad output paths are reported before the work, not after it.
+    for (flag, p) in [
+        ("--assignments", &a.assignments),
+        ("--profiles", &a.profiles),
+        ("--picture", &a.picture),
+    ] {
+        if let Some(p) = p {
+            crate::paths::prepare_output(flag, p)?;
+        }
+    }
     let table = EmbeddingTable::load(&a.embeddings)?;
     let index = load_index(&table)?;
     let names: HashMap<u64, &str> = table
@@ -122,7 +132,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = a.method.config()?;
     let segments = Segments::build(&index, config)?;
     let log = match &a.interactions {
-        Some(p) => Some(Interactions::load(p, &a.columns.spec()?)?),
+        Some(p) => Some(a.columns.load("--interactions", p)?),
         None => None,
     };
     let meta = match &a.items {
@@ -156,17 +166,17 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for (u, s) in segments.assignments() {
             let _ = writeln!(text, "{}\t{s}", name(u));
         }
-        crate::paths::write(p, text)?;
+        crate::paths::write_output("--assignments", p, text)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &a.profiles {
         let json = profiles_json(&segments, &profiles, &name);
-        crate::paths::write(p, serde_json::to_string_pretty(&json)?)?;
+        crate::paths::write_output("--profiles", p, serde_json::to_string_pretty(&json)?)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &a.picture {
         let svg = picture(&segments, &index, &profiles, "groupwise segments");
-        crate::paths::write(p, svg)?;
+        crate::paths::write_output("--picture", p, svg)?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

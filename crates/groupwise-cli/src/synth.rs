@@ -96,13 +96,18 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.n == 0 || a.dim == 0 || a.clusters == 0 || !(a.spread.is_finite() && a.spread > 0.0) {
         return Err("n, dim and clusters must be positive and spread a positive number".into());
     }
+    crate::paths::prepare_output("--out", &a.out)?;
+    crate::paths::prepare_output("--queries-out", &a.queries_out)?;
+    if let Some(p) = &a.labels_out {
+        crate::paths::prepare_output("--labels-out", p)?;
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     let c = centres(a.clusters, a.dim, &mut rng);
     let (data, labels) = clustered_with_labels(a.n, a.dim, &c, a.spread, &mut rng);
     write_npy(&a.out, &data, a.n, a.dim)?;
     if let Some(p) = &a.labels_out {
         let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
-        crate::paths::write(p, text)?;
+        crate::paths::write_output("--labels-out", p, text)?;
     }
     let q = clustered(a.queries, a.dim, &c, a.spread, &mut rng);
     write_npy(&a.queries_out, &q, a.queries, a.dim)?;

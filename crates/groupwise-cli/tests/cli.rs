@@ -125,8 +125,12 @@ fn missing_runtime_is_a_clear_error_from_the_command() {
     );
     assert!(!res.status.success());
     let err = text(&res.stderr);
+    // The command line's advice: the checkout's installer and the flag.
     assert!(
-        err.contains("ONNX Runtime is not available") && err.contains("scripts/setup.sh"),
+        err.contains("ONNX Runtime is not available")
+            && err.contains("scripts/setup.sh")
+            && err.contains("--ort-lib")
+            && !err.contains("RuntimeConfig"),
         "{err}"
     );
 }
@@ -317,10 +321,12 @@ fn lookalike_command_expands_a_seed_file() {
         seeds.to_str().expect("utf-8"),
     ]);
     assert!(!res.status.success());
+    let err = text(&res.stderr);
     assert!(
-        text(&res.stderr).contains("only 2 usable seeds"),
-        "{}",
-        text(&res.stderr)
+        err.contains("only 2 usable seeds")
+            && err.contains("lower --min-seeds")
+            && !err.contains("LookalikeConfig"),
+        "{err}"
     );
 }
 
@@ -336,6 +342,7 @@ fn eval_lookalike_reports_every_scorer_and_baseline_on_movielens() {
         "| behavioural |",
         "classifier",
         "activity",
+        "quartile AUC",
         "Horror fans (later)",
     ] {
         assert!(out.contains(needle), "missing {needle:?}");
@@ -474,10 +481,12 @@ fn segments_command_writes_assignments_profiles_and_a_picture() {
         "1000",
     ]);
     assert!(!res.status.success());
+    let err = text(&res.stderr);
     assert!(
-        text(&res.stderr).contains("privacy floor"),
-        "{}",
-        text(&res.stderr)
+        err.contains("privacy floor")
+            && err.contains("lower --min-size")
+            && !err.contains("SegmentConfig"),
+        "{err}"
     );
 }
 
@@ -505,4 +514,347 @@ fn eval_segments_reports_every_method_on_movielens() {
         .and_then(|v| v.trim().parse().ok())
         .expect("number");
     assert!(modularity > 0.6, "{row}");
+}
+
+/// The number in `text` right before `suffix` (e.g. `"(1166 users)"` → 1166
+/// for the suffix `" users)"`).
+fn number_before(text: &str, suffix: &str) -> usize {
+    let head = &text[..text
+        .find(suffix)
+        .unwrap_or_else(|| panic!("no {suffix:?} in {text}"))];
+    let digits: String = head
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before {suffix:?} in {text}"))
+}
+
+#[test]
+fn segments_report_counts_each_merged_user_once() {
+    // As many k-means clusters as users: every user starts as a group of
+    // one, and groups merge in cascades up to the floor of 50.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emb = three_clusters(dir.path());
+    let res = groupwise(&[
+        "segments",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--method",
+        "kmeans",
+        "--clusters",
+        "600",
+        "--min-size",
+        "50",
+    ]);
+    let out = text(&res.stdout);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    let summary = out.lines().next().expect("summary line");
+    let users = number_before(summary, " users;");
+    let segments = number_before(summary, " segments (kmeans)");
+    let merged = number_before(summary, " users); cohesion");
+    assert_eq!(users, 600, "{summary}");
+    // Each segment keeps one original group of at least one user; everybody
+    // else moved, and is counted once.
+    assert!(merged > 0 && merged <= users - segments, "{summary}");
+    // k-means kept every user apart: then exactly one user per segment stayed.
+    if number_before(summary, " groups,") == users {
+        assert_eq!(merged, users - segments, "{summary}");
+    }
+}
+
+/// An embeddings file of three users with `ids` as its ids file.
+fn embeddings_with_ids(dir: &Path, ids: &str) -> PathBuf {
+    let emb = dir.join("e.npy");
+    groupwise::io::EmbeddingTable {
+        ids: vec!["u1".into(), "u2".into(), "u3".into()],
+        data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8],
+        dim: 2,
+    }
+    .save(&emb)
+    .expect("save");
+    std::fs::write(groupwise::io::ids_path(&emb), ids).expect("write ids");
+    emb
+}
+
+#[test]
+fn an_id_listed_twice_is_an_error_naming_the_file_the_id_and_both_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emb = embeddings_with_ids(dir.path(), "u1\nu2\nu1\n");
+    let res = groupwise(&[
+        "neighbors",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--user",
+        "u2",
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("e.ids.txt:3:") && err.contains("\"u1\"") && err.contains("lines 1 and 3"),
+        "{err}"
+    );
+    assert!(res.stdout.is_empty(), "{}", text(&res.stdout));
+}
+
+#[test]
+fn a_header_without_rows_is_an_error() {
+    let res = encode_log("empty.csv", "user_id,item_id\n", &[]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("--interactions") && err.contains("empty.csv") && err.contains("no data rows"),
+        "{err}"
+    );
+    // The same for feature rows.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = dir.path().join("f.csv");
+    std::fs::write(&rows, "user_id,a,b,c,d,e,f,g,h\n").expect("write");
+    let res = groupwise(&[
+        "encode",
+        "--model",
+        "models/fixtures/plain_features.onnx",
+        "--features",
+        rows.to_str().expect("utf-8"),
+        "--out",
+        dir.path().join("f.npy").to_str().expect("utf-8"),
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("f.csv") && err.contains("no data rows"),
+        "{err}"
+    );
+    assert!(!dir.path().join("f.npy").exists());
+}
+
+#[test]
+fn zero_neighbours_is_an_error_naming_k() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emb = embeddings_with_ids(dir.path(), "u1\nu2\nu3\n");
+    let res = groupwise(&[
+        "neighbors",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--user",
+        "u1",
+        "-k",
+        "0",
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(err.contains("-k") && err.contains("at least 1"), "{err}");
+    assert!(res.stdout.is_empty(), "{}", text(&res.stdout));
+}
+
+#[test]
+fn output_paths_are_checked_and_their_folders_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emb = three_clusters(dir.path());
+    let seeds = dir.path().join("seeds.txt");
+    let ids: Vec<String> = (0..120).map(|i| format!("c1-u{i}")).collect();
+    std::fs::write(&seeds, ids.join("\n")).expect("write");
+    let lookalike = |out: &Path| {
+        groupwise(&[
+            "lookalike",
+            "--embeddings",
+            emb.to_str().expect("utf-8"),
+            "--seeds",
+            seeds.to_str().expect("utf-8"),
+            "--size",
+            "10",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ])
+    };
+    // A folder given as --out: the error names the flag and the path.
+    let res = lookalike(dir.path());
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains(&format!("--out {}", dir.path().display())) && err.contains("is a directory"),
+        "{err}"
+    );
+    // Missing folders are created.
+    let nested = dir.path().join("new/deeper/ranked.tsv");
+    let res = lookalike(&nested);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&nested)
+            .expect("written")
+            .lines()
+            .count(),
+        11
+    );
+    let assignments = dir.path().join("seg/out/assignments.tsv");
+    let res = groupwise(&[
+        "segments",
+        "--embeddings",
+        emb.to_str().expect("utf-8"),
+        "--min-size",
+        "150",
+        "--assignments",
+        assignments.to_str().expect("utf-8"),
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&assignments)
+            .expect("written")
+            .lines()
+            .count(),
+        601
+    );
+}
+
+#[test]
+fn encode_writes_the_ids_file_its_help_names_and_creates_folders() {
+    let help = text(&groupwise(&["encode", "--help"]).stdout);
+    assert!(help.contains("`emb.npy` → `emb.ids.txt`"), "{help}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log.csv");
+    std::fs::write(&log, "user_id,item_id\n1,2\n1,3\n2,5\n").expect("write");
+    let out = dir.path().join("emb/new/emb.npy");
+    let res = groupwise(&[
+        "encode",
+        "--interactions",
+        log.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    let ids = dir.path().join("emb/new/emb.ids.txt");
+    assert_eq!(std::fs::read_to_string(ids).expect("ids file"), "1\n2\n");
+    assert!(!dir.path().join("emb/new/emb.npy.ids.txt").exists());
+    // A directory given as --model says so.
+    let res = groupwise(&[
+        "encode",
+        "--model",
+        dir.path().to_str().expect("utf-8"),
+        "--interactions",
+        log.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(!err.contains("not found"), "{err}");
+}
+
+/// A log of 240 users in four taste groups (items of the reference
+/// vocabulary; each group favours its own 60 items) with 1–5 star weights,
+/// and the labels file of the groups plus a group of 5 users.
+fn taste_groups(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut log = String::from("uid,sku,stars\n");
+    let mut labels = String::from("uid,segment\n");
+    for u in 0..240u32 {
+        let g = u % 4;
+        for k in 0..15u32 {
+            // Two thirds of the items from the group's range, the rest anywhere.
+            let item = if k % 3 == 2 {
+                1 + (u * 131 + k * 71) % 600
+            } else {
+                1 + g * 150 + (u * 7 + k * 13) % 60
+            };
+            let stars = 1 + (u * 3 + k * 7) % 5;
+            log.push_str(&format!("user-{u},{item},{stars}\n"));
+        }
+        labels.push_str(&format!("user-{u},group {g}\n"));
+        if u < 5 {
+            labels.push_str(&format!("user-{u},tiny\n"));
+        }
+    }
+    let (l, s) = (dir.join("log.csv"), dir.join("labels.csv"));
+    std::fs::write(&l, log).expect("write log");
+    std::fs::write(&s, labels).expect("write labels");
+    (l, s)
+}
+
+#[test]
+fn eval_lookalike_on_embeddings_matches_the_model_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, labels) = taste_groups(dir.path());
+    let p = |x: &Path| x.to_str().expect("utf-8").to_string();
+    let columns = ["--user-col", "uid", "--item-col", "sku"];
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "lookalike", "--min-members", "20", "--splits", "2"];
+        args.extend_from_slice(&columns);
+        let labels = p(&labels);
+        args.extend_from_slice(&["--labels", &labels]);
+        args.extend_from_slice(extra);
+        groupwise(&args)
+    };
+    let ok = |res: &Output| {
+        assert!(res.status.success(), "{}", text(&res.stderr));
+        text(&res.stdout)
+    };
+    let emb = dir.path().join("emb.npy");
+    let res = groupwise(
+        &[
+            &["encode", "--interactions", &p(&log), "--out", &p(&emb)][..],
+            &columns,
+            &["--weight-col", "stars"],
+        ]
+        .concat(),
+    );
+    ok(&res);
+
+    // The model path with the weights, and the embeddings `encode` wrote with
+    // the same weights: the same report, number for number.
+    let res = eval(&["--interactions", &p(&log), "--weight-col", "stars"]);
+    let from_model = ok(&res);
+    // Segments below --min-members are named on standard error, with their size.
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("skipped segment \"tiny\": 5 members in the index (below --min-members 20)"),
+        "{err}"
+    );
+    assert!(!from_model.contains("| tiny |"), "{from_model}");
+    let from_embeddings = ok(&eval(&[
+        "--embeddings",
+        &p(&emb),
+        "--interactions",
+        &p(&log),
+    ]));
+    assert_eq!(from_model, from_embeddings);
+    // The weights matter here, so the equality above needs them honoured.
+    let unweighted = ok(&eval(&["--interactions", &p(&log)]));
+    assert_ne!(from_model, unweighted);
+    for needle in ["| group 0 |", "| activity |", "quartile AUC", "classifier"] {
+        assert!(
+            from_model.contains(needle),
+            "missing {needle:?}: {from_model}"
+        );
+    }
+
+    // Embeddings alone: no activity baseline, and the report says why.
+    let alone = ok(&eval(&["--embeddings", &p(&emb)]));
+    assert!(alone.contains("No activity counts"), "{alone}");
+    assert!(!alone.contains("| activity |"), "{alone}");
+    // Embeddings replace the model: both at once is an error naming them.
+    let res = eval(&[
+        "--embeddings",
+        &p(&emb),
+        "--model",
+        "models/ml100k-seq.onnx",
+    ]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("--embeddings") && err.contains("--model"),
+        "{err}"
+    );
+    // A seed minimum above the seed half names the flag, not the Rust setting.
+    let res = eval(&["--interactions", &p(&log), "--min-seeds", "500"]);
+    assert!(!res.status.success());
+    let err = text(&res.stderr);
+    assert!(
+        err.contains("lower --min-seeds") && !err.contains("::"),
+        "{err}"
+    );
 }

@@ -14,9 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error(
-        "ONNX Runtime is not available: {reason}. Run `scripts/setup.sh` (installs it into \
-         .groupwise/lib/), or set `ORT_DYLIB_PATH` or `RuntimeConfig::library_path` to a \
-         libonnxruntime.so of version 1.22 or newer"
+        "ONNX Runtime is not available: {reason}. Point groupwise at a libonnxruntime.so of \
+         version 1.22 or newer: set `RuntimeConfig::library_path` (`gw_runtime_init` from C) \
+         or the `ORT_DYLIB_PATH` environment variable"
     )]
     RuntimeUnavailable {
         /// What was tried and what failed.

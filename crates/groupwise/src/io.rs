@@ -5,6 +5,7 @@
 //! `.npy` is read by NumPy (`np.load`), and by most data tools through it, so
 //! embeddings leave groupwise without a converter.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -131,16 +132,32 @@ impl EmbeddingTable {
         std::fs::write(&ids, text).map_err(|e| Error::io(&ids, e))
     }
 
-    /// Reads `path` (`.npy`) and its ids file; the row counts must agree.
+    /// Reads `path` (`.npy`) and its ids file; the row counts must agree, and
+    /// an id listed twice is an error naming both lines (one of the two rows
+    /// would otherwise be lost when the rows are indexed by id).
     pub fn load(path: &Path) -> Result<Self> {
         let (data, rows, dim) = read_npy(path)?;
         let ids_file = ids_path(path);
         let text = std::fs::read_to_string(&ids_file).map_err(|e| Error::io(&ids_file, e))?;
-        let ids: Vec<String> = text
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let mut ids: Vec<String> = Vec::with_capacity(rows);
+        let mut line_of: HashMap<&str, u64> = HashMap::with_capacity(rows);
+        for (n, id) in text.lines().enumerate() {
+            if id.is_empty() {
+                continue;
+            }
+            let line = n as u64 + 1;
+            if let Some(first) = line_of.insert(id, line) {
+                return Err(Error::Parse {
+                    path: ids_file,
+                    line,
+                    problem: format!(
+                        "user id {id:?} is listed twice (lines {first} and {line}); \
+                         every row needs its own id"
+                    ),
+                });
+            }
+            ids.push(id.to_string());
+        }
         if ids.len() != rows {
             return Err(Error::Parse {
                 path: ids_file,
@@ -173,6 +190,28 @@ mod tests {
 
         std::fs::write(&p, &bytes[..bytes.len() - 2]).expect("truncate");
         assert!(EmbeddingTable::load(&p).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_listed_twice_is_an_error_naming_both_lines() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("e.npy");
+        EmbeddingTable {
+            ids: vec!["a".into(), "b".into(), "c".into()],
+            data: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            dim: 2,
+        }
+        .save(&p)?;
+        // A blank line does not shift the line numbers reported.
+        std::fs::write(ids_path(&p), "a\n\nb\na\n").expect("write ids");
+        let err = EmbeddingTable::load(&p).expect_err("duplicate id");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Parse { line: 4, .. }), "{msg}");
+        assert!(
+            msg.contains("e.ids.txt:4:") && msg.contains("\"a\"") && msg.contains("lines 1 and 4"),
+            "{msg}"
+        );
         Ok(())
     }
 }

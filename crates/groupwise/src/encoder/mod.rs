@@ -175,10 +175,20 @@ impl Encoder {
             ));
         }
         if !path.is_file() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
-            ));
+            let (kind, problem) = if path.is_dir() {
+                (
+                    std::io::ErrorKind::IsADirectory,
+                    "is a directory, not a model file",
+                )
+            } else if path.exists() {
+                (
+                    std::io::ErrorKind::InvalidInput,
+                    "is not a regular file, so not a model file",
+                )
+            } else {
+                (std::io::ErrorKind::NotFound, "model file not found")
+            };
+            return Err(Error::io(path, std::io::Error::new(kind, problem)));
         }
         let env = runtime::environment(&options.runtime)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

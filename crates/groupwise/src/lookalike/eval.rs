@@ -9,6 +9,13 @@
 //! half), and precision, recall and lift at K for K = 1x, 2x, 5x the number
 //! of hidden members. Lift@K = precision@K / base rate. Means over several
 //! random splits, with the spread of AUC.
+//!
+//! With activity counts, each method also gets its AUC *within activity
+//! quartiles* ([`ActivityBins`]): users are split into four bins by
+//! activity, the AUC is computed inside each bin, and the bins are averaged
+//! weighted by their hidden members. A scorer that only learned
+//! "active users are members" scores high raw AUC and about 0.5 here; what
+//! is left is what it found beyond activity.
 
 use std::collections::HashMap;
 
@@ -81,6 +88,10 @@ pub struct SegmentResult {
     pub auc: f64,
     /// Standard deviation of AUC across splits.
     pub auc_sd: f64,
+    /// Mean AUC within activity quartiles ([`ActivityBins::auc`] with
+    /// [`ACTIVITY_BINS`] bins), over the splits where it is defined; `None`
+    /// without activity counts.
+    pub quartile_auc: Option<f64>,
     /// Precision at each K multiple.
     pub precision: Vec<f64>,
     /// Recall at each K multiple.
@@ -102,35 +113,110 @@ pub struct RankMetrics {
     pub lift: Vec<f64>,
 }
 
-/// AUC and precision/recall/lift at each `k` of a scored candidate list.
-pub fn rank_metrics(scores: &Scores, positive: &dyn Fn(u64) -> bool, ks: &[usize]) -> RankMetrics {
-    let n = scores.ids.len();
-    let pos_total = scores.ids.iter().filter(|&&id| positive(id)).count();
+/// AUC of `scores` against the flags `positive` (same length): the
+/// probability that a positive outranks a negative, ties counting half, by
+/// the rank sum (Mann-Whitney U) with average ranks for ties. `None` without
+/// a positive or without a negative.
+pub fn auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let n = scores.len().min(positive.len());
+    let pos_total = positive[..n].iter().filter(|&&p| p).count();
     let neg_total = n - pos_total;
-    // AUC by the rank-sum (Mann-Whitney U) with average ranks for ties.
+    if pos_total == 0 || neg_total == 0 {
+        return None;
+    }
     let mut by_score: Vec<usize> = (0..n).collect();
-    by_score.sort_unstable_by(|&a, &b| scores.scores[a].total_cmp(&scores.scores[b]));
+    by_score.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let mut rank_sum = 0.0f64;
     let mut i = 0;
     while i < n {
         let mut j = i;
-        while j + 1 < n && scores.scores[by_score[j + 1]] == scores.scores[by_score[i]] {
+        while j + 1 < n && scores[by_score[j + 1]] == scores[by_score[i]] {
             j += 1;
         }
         let avg = (i + j) as f64 / 2.0 + 1.0;
         for &r in &by_score[i..=j] {
-            if positive(scores.ids[r]) {
+            if positive[r] {
                 rank_sum += avg;
             }
         }
         i = j + 1;
     }
-    let auc = if pos_total == 0 || neg_total == 0 {
-        0.5
-    } else {
-        let p = pos_total as f64;
-        (rank_sum - p * (p + 1.0) / 2.0) / (p * neg_total as f64)
-    };
+    let p = pos_total as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * neg_total as f64))
+}
+
+/// Number of activity bins of [`SegmentResult::quartile_auc`]: quartiles.
+pub const ACTIVITY_BINS: usize = 4;
+
+/// Users split into bins by activity, for AUC within bins
+/// ([`ActivityBins::auc`]).
+///
+/// The bins are cut at the activity quantiles of the whole population (every
+/// user in the activity map), so they are the same for every split and every
+/// method: bin `b` starts at the activity found at rank `b·n/bins` of the
+/// sorted activities. Users with equal activity always share a bin, so ties
+/// can make bins unequal, or fewer.
+#[derive(Debug, Clone)]
+pub struct ActivityBins<'a> {
+    activity: &'a HashMap<u64, f64>,
+    starts: Vec<f64>,
+}
+
+impl<'a> ActivityBins<'a> {
+    /// `bins` bins (at least 1) over the users of `activity` (user → number
+    /// of interactions).
+    pub fn new(activity: &'a HashMap<u64, f64>, bins: usize) -> Self {
+        let mut sorted: Vec<f64> = activity.values().copied().collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let n = sorted.len();
+        let starts = if n == 0 {
+            Vec::new()
+        } else {
+            (1..bins.max(1)).map(|b| sorted[b * n / bins]).collect()
+        };
+        ActivityBins { activity, starts }
+    }
+
+    /// The bin of a user (users missing from the activity map count 0).
+    pub fn bin(&self, user: u64) -> usize {
+        let a = self.activity.get(&user).copied().unwrap_or(0.0);
+        self.starts.iter().filter(|&&t| t <= a).count()
+    }
+
+    /// AUC within bins: the candidates of `scores` are grouped by bin, the
+    /// AUC ([`auc`]) is computed inside each bin, and the bins' AUCs are
+    /// averaged **weighted by their positives**. That is the probability that
+    /// a positive outranks a negative *of its own bin*, ties counting half:
+    /// every positive weighs the same, and a scorer that ranks by activity
+    /// alone gets about 0.5 (exactly, when activity is constant within bins).
+    /// Bins without a positive or without a negative are left out; `None`
+    /// when no bin has both.
+    pub fn auc(&self, scores: &Scores, positive: &dyn Fn(u64) -> bool) -> Option<f64> {
+        let mut members: Vec<(Vec<f64>, Vec<bool>)> =
+            vec![(Vec::new(), Vec::new()); self.starts.len() + 1];
+        for (&id, &score) in scores.ids.iter().zip(&scores.scores) {
+            let (s, p) = &mut members[self.bin(id)];
+            s.push(score);
+            p.push(positive(id));
+        }
+        let (mut sum, mut weight) = (0.0f64, 0.0f64);
+        for (s, p) in &members {
+            if let Some(a) = auc(s, p) {
+                let w = p.iter().filter(|&&x| x).count() as f64;
+                sum += w * a;
+                weight += w;
+            }
+        }
+        (weight > 0.0).then(|| sum / weight)
+    }
+}
+
+/// AUC and precision/recall/lift at each `k` of a scored candidate list.
+pub fn rank_metrics(scores: &Scores, positive: &dyn Fn(u64) -> bool, ks: &[usize]) -> RankMetrics {
+    let n = scores.ids.len();
+    let flags: Vec<bool> = scores.ids.iter().map(|&id| positive(id)).collect();
+    let pos_total = flags.iter().filter(|&&p| p).count();
+    let auc = auc(&scores.scores, &flags).unwrap_or(0.5);
     let order = scores.order();
     let base = pos_total as f64 / n.max(1) as f64;
     let mut precision = Vec::with_capacity(ks.len());
@@ -161,8 +247,10 @@ pub fn rank_metrics(scores: &Scores, positive: &dyn Fn(u64) -> bool, ks: &[usize
 }
 
 /// Evaluates `methods` on one segment. `activity` (user → number of
-/// interactions) is needed for [`Method::Activity`]. The lookalike config's
-/// `min_seeds` applies to the seed half of each split.
+/// interactions) is needed for [`Method::Activity`]; with it, every method
+/// also gets its AUC within activity quartiles
+/// ([`SegmentResult::quartile_auc`]). The lookalike config's `min_seeds`
+/// applies to the seed half of each split.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_segment(
     index: &UserIndex,
@@ -201,6 +289,8 @@ pub fn evaluate_segment(
         .map(|m| ((m * hidden_n as f64).round() as usize).max(1))
         .collect();
     let mut acc: Vec<Vec<RankMetrics>> = vec![Vec::new(); methods.len()];
+    let mut binned: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    let bins = activity.map(|a| ActivityBins::new(a, ACTIVITY_BINS));
     for split in 0..config.splits {
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(config.seed.wrapping_add(split as u64 * 0x9e37_79b9));
@@ -240,13 +330,18 @@ pub fn evaluate_segment(
                     }
                 }
             };
-            acc[m].push(rank_metrics(&scores, &|id| hidden.contains(&id), &ks));
+            let is_hidden = |id: u64| hidden.contains(&id);
+            acc[m].push(rank_metrics(&scores, &is_hidden, &ks));
+            if let Some(a) = bins.as_ref().and_then(|b| b.auc(&scores, &is_hidden)) {
+                binned[m].push(a);
+            }
         }
     }
     Ok(methods
         .iter()
         .zip(acc)
-        .map(|(method, runs)| {
+        .zip(binned)
+        .map(|((method, runs), binned)| {
             let n = runs.len() as f64;
             let mean = |f: &dyn Fn(&RankMetrics) -> f64| runs.iter().map(f).sum::<f64>() / n;
             let auc = mean(&|r| r.auc);
@@ -263,6 +358,8 @@ pub fn evaluate_segment(
                 method: method.name(),
                 auc,
                 auc_sd,
+                quartile_auc: (!binned.is_empty())
+                    .then(|| binned.iter().sum::<f64>() / binned.len() as f64),
                 precision: per_k(&|r, i| r.precision[i]),
                 recall: per_k(&|r, i| r.recall[i]),
                 lift: per_k(&|r, i| r.lift[i]),
@@ -369,5 +466,122 @@ mod tests {
             ..scores
         };
         assert!((rank_metrics(&flat, &|id| id < 3, &[1]).auc - 0.5).abs() < 1e-12);
+    }
+
+    /// 400 candidates in four activity levels (1, 2, 3, 4; 100 users each,
+    /// ids `100 (level - 1) + i`); in level L the first 10 L users are
+    /// positives, so activity predicts membership (100 positives, 300
+    /// negatives) but says nothing inside a level.
+    fn levels() -> (Vec<u64>, HashMap<u64, f64>, impl Fn(u64) -> bool) {
+        let ids: Vec<u64> = (0..400).collect();
+        let activity = ids.iter().map(|&id| (id, (id / 100 + 1) as f64)).collect();
+        let positive = |id: u64| id % 100 < 10 * (id / 100 + 1);
+        (ids, activity, positive)
+    }
+
+    #[test]
+    fn a_scorer_equal_to_activity_scores_one_half_within_activity_quartiles() {
+        let (ids, activity, positive) = levels();
+        let scores = Scores {
+            scores: ids.iter().map(|id| activity[id]).collect(),
+            ids,
+            seeds_used: 0,
+            unknown_seeds: vec![],
+        };
+        // Raw AUC by hand: a positive at level L beats the negatives of the
+        // levels below (0, 90, 170, 240) and ties the 100 - 10 L of its own:
+        // (10·45 + 20·(90 + 40) + 30·(170 + 35) + 40·(240 + 30)) / (100·300) = 2/3.
+        let raw = rank_metrics(&scores, &positive, &[1]).auc;
+        assert!((raw - 2.0 / 3.0).abs() < 1e-12, "{raw}");
+        // Inside each quartile every score is tied: exactly 0.5.
+        let bins = ActivityBins::new(&activity, ACTIVITY_BINS);
+        assert_eq!((bins.bin(0), bins.bin(150), bins.bin(399)), (0, 1, 3));
+        assert_eq!(bins.auc(&scores, &positive), Some(0.5));
+    }
+
+    #[test]
+    fn quartile_auc_weights_bins_by_their_positives() {
+        let (ids, activity, positive) = levels();
+        // Perfect inside the two lower levels (30 positives), reversed inside
+        // the two upper ones (70 positives), and against activity overall.
+        let scores = Scores {
+            scores: ids
+                .iter()
+                .map(|&id| {
+                    let hit = f64::from(u8::from(positive(id)));
+                    let inside = if id < 200 { hit } else { -hit };
+                    -10.0 * activity[&id] + inside
+                })
+                .collect(),
+            ids,
+            seeds_used: 0,
+            unknown_seeds: vec![],
+        };
+        let q = ActivityBins::new(&activity, ACTIVITY_BINS)
+            .auc(&scores, &positive)
+            .expect("every bin has positives and negatives");
+        // (30 · 1 + 70 · 0) / 100; equal weights would give 0.5.
+        assert!((q - 0.3).abs() < 1e-12, "{q}");
+        // When everyone ties there is one bin: the plain AUC.
+        let flat: HashMap<u64, f64> = activity.keys().map(|&id| (id, 5.0)).collect();
+        let plain = rank_metrics(&scores, &positive, &[1]).auc;
+        let one_bin = ActivityBins::new(&flat, ACTIVITY_BINS)
+            .auc(&scores, &positive)
+            .expect("one bin with both");
+        assert!((one_bin - plain).abs() < 1e-12);
+        // No positive at all: undefined.
+        assert_eq!(
+            ActivityBins::new(&activity, ACTIVITY_BINS).auc(&scores, &|_| false),
+            None
+        );
+    }
+
+    #[test]
+    fn the_activity_baseline_looks_good_raw_and_scores_one_half_within_quartiles(
+    ) -> crate::Result<()> {
+        // The same population in an index (random unit vectors, seeded);
+        // members are the positives of `levels`.
+        use rand::Rng;
+        let (ids, activity, positive) = levels();
+        let dim = 8;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let vectors: Vec<f32> = (0..ids.len() * dim)
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        let index = UserIndex::new(crate::index::IndexConfig::new(dim))?;
+        index.upsert_batch(&ids, &vectors)?;
+        let members: Vec<u64> = ids.iter().copied().filter(|&id| positive(id)).collect();
+        let config = LookalikeConfig {
+            min_seeds: 10,
+            ..Default::default()
+        };
+        let res = evaluate_segment(
+            &index,
+            None,
+            "levels",
+            &members,
+            &[Method::Activity, Method::Scorer(Scorer::Centroid)],
+            Some(&activity),
+            &config,
+            &EvalConfig::default(),
+        )?;
+        assert!(res[0].auc > 0.6, "{:?}", res[0]);
+        assert_eq!(res[0].quartile_auc, Some(0.5), "{:?}", res[0]);
+        // Random vectors carry no signal: the centroid is near 0.5 both ways.
+        let q = res[1].quartile_auc.expect("activity given");
+        assert!((q - 0.5).abs() < 0.15, "{:?}", res[1]);
+        // Without activity counts there is no quartile AUC.
+        let res = evaluate_segment(
+            &index,
+            None,
+            "levels",
+            &members,
+            &[Method::Scorer(Scorer::Centroid)],
+            None,
+            &config,
+            &EvalConfig::default(),
+        )?;
+        assert_eq!(res[0].quartile_auc, None);
+        Ok(())
     }
 }

@@ -20,7 +20,8 @@ pub(crate) struct FloorReport {
     pub groups_before: usize,
     /// Groups merged away.
     pub merged_groups: usize,
-    /// Users whose group was merged away.
+    /// Users whose group was merged away, each counted once however many
+    /// merges their group went through.
     pub merged_users: usize,
 }
 
@@ -104,13 +105,19 @@ pub(crate) fn enforce(
             sum[t * dim + i] += sum[g * dim + i];
         }
         report.merged_groups += 1;
-        report.merged_users += s;
         if size[t] < floor {
             heap.push(Reverse((size[t], t as u32)));
         }
     }
     for l in labels.iter_mut() {
-        *l = root(&mut parent, *l as usize) as u32;
+        let r = root(&mut parent, *l as usize) as u32;
+        // A user moved when their original group did not survive: counted
+        // here, once, rather than at each merge (a group merged into a group
+        // that is itself merged later would count its users twice).
+        if r != *l {
+            report.merged_users += 1;
+        }
+        *l = r;
     }
     super::renumber(labels);
     report
@@ -203,5 +210,37 @@ mod tests {
         assert!(sizes.values().all(|&s| s >= 4), "{sizes:?}");
         assert_eq!(report.groups_before, 10);
         assert_eq!(report.merged_groups, 10 - sizes.len());
+        // Every user was a group of one: all but one user per final segment moved.
+        assert_eq!(report.merged_users, 10 - sizes.len());
+    }
+
+    #[test]
+    fn cascading_merges_count_each_moved_user_once() {
+        // A (1 user) points at B (2 users), B at C (5 users); floor 4.
+        // A joins B (3 users, still below the floor), then B joins C: the
+        // 3 users of A and B moved, once each (counting B's size at its
+        // merge would count A's user a second time).
+        let data: Vec<f32> = [
+            [1.0f32, 0.0],
+            [1.0, 0.1],
+            [1.0, 0.2],
+            [0.0, 1.0],
+            [0.1, 1.0],
+            [0.0, 1.0],
+            [0.1, 1.0],
+            [0.0, 1.0],
+        ]
+        .concat();
+        let mut labels = vec![0, 1, 1, 2, 2, 2, 2, 2];
+        let original = labels.clone();
+        let report = enforce(&mut labels, &data, 2, 4, None);
+        assert_eq!(labels, vec![0; 8]);
+        assert_eq!(report.merged_groups, 2);
+        // The distinct users moved: those whose original group is not the
+        // one that survived (C, which holds users 3..8).
+        let survivor = original[3];
+        let moved = original.iter().filter(|&&l| l != survivor).count();
+        assert_eq!(moved, 3);
+        assert_eq!(report.merged_users, moved);
     }
 }

@@ -211,9 +211,10 @@ pub struct BuildReport {
     pub segments: usize,
     /// Groups the method found, before the privacy floor.
     pub groups_found: usize,
-    /// Groups merged away by the privacy floor, and the users they held.
+    /// Groups merged away by the privacy floor.
     pub merged_groups: usize,
-    /// Users whose group was merged into another by the privacy floor.
+    /// Users whose group was merged into another by the privacy floor, each
+    /// counted once (at most `users`), even when merges cascade.
     pub merged_users: usize,
     /// Undirected edges of the kNN graph (graph method).
     pub graph_edges: Option<usize>,
