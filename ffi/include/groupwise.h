@@ -83,6 +83,18 @@
 // Slate policy: uniformly random (for logging and evaluation).
 #define GW_POLICY_RANDOM 3
 
+// The most slots a slate may have (`slate_size`); more is
+// `GW_ERR_INVALID_ARGUMENT`.
+#define GW_MAX_SLATE_SIZE 100
+
+// The most candidates one request may carry (`n_candidates`, duplicates
+// included); more is `GW_ERR_INVALID_ARGUMENT`.
+#define GW_MAX_CANDIDATES 100000
+
+// The largest `replica_id` of an engine's configuration: decision ids carry
+// it in their low 10 bits (see `gw_engine_decide`).
+#define GW_MAX_REPLICA_ID 1023
+
 // The result of every fallible groupwise function.
 //
 // `GW_OK` (0) is success; every other value is a failure, and the calling
@@ -227,7 +239,9 @@ typedef struct gw_engine_stats {
     uint64_t deletes;
     // Lookalike expansions answered.
     uint64_t lookalikes;
-    // Snapshots saved.
+    // Snapshots saved by `gw_engine_save` over this state's lineage: an
+    // engine loaded from a snapshot continues from that file's count (which
+    // counts itself). Every counter here survives a save and load.
     uint64_t snapshots;
     // Slate decisions made.
     uint64_t decisions;
@@ -235,9 +249,10 @@ typedef struct gw_engine_stats {
     uint64_t feedback_applied;
     // Feedback refused: unknown, repeated or evicted decisions.
     uint64_t rejected_unknown_decision;
-    // Feedback refused: slots outside the slate.
+    // Feedback refused for its clicks: a slot outside the slate or the
+    // visible slots, or clicked twice.
     uint64_t rejected_bad_position;
-    // Clicks recorded.
+    // Clicks recorded (never more than `impressions`).
     uint64_t clicks;
     // Slots recorded as shown.
     uint64_t impressions;
@@ -254,24 +269,27 @@ typedef struct gw_slate_request {
     uint64_t user;
     // Whether `user` is set.
     bool has_user;
-    // The segment (when `has_segment`); otherwise the user's segment.
+    // The segment (when `has_segment`), one the engine serves; otherwise
+    // the user's segment.
     uint32_t segment;
     // Whether `segment` is set.
     bool has_segment;
-    // The host's candidate items.
+    // The host's candidate items (duplicates are ignored).
     const uint64_t *candidates;
-    // Number of candidates.
+    // Number of candidates, at most `GW_MAX_CANDIDATES`; at least one must
+    // remain after `exclude`.
     size_t n_candidates;
     // Items not to show (may be NULL with 0).
     const uint64_t *exclude;
     // Number of excluded items.
     size_t n_exclude;
     // The host's per-candidate scores in [0, 1], aligned with
-    // `candidates` (NULL with 0 for none; else exactly `n_candidates`).
+    // `candidates` (NULL with 0 for none; else exactly `n_candidates`; NaN
+    // or infinity is `GW_ERR_NON_FINITE`).
     const float *host_scores;
     // Number of host scores.
     size_t n_host_scores;
-    // Slots to fill (>= 1).
+    // Slots to fill, 1 to `GW_MAX_SLATE_SIZE`.
     size_t slate_size;
     // A `GW_POLICY_*`.
     uint32_t policy;
@@ -309,7 +327,8 @@ gw_result gw_engine_new(size_t dim, struct gw_engine **out_engine);
 // Creates an engine from a JSON configuration (`json`, `len` bytes of
 // UTF-8; every field but `dim` optional, see `groupwise::EngineConfig`),
 // loading the encoders it lists. Relative encoder paths are relative to the
-// working directory.
+// working directory. A `replica_id` above `GW_MAX_REPLICA_ID` is
+// `GW_ERR_INVALID_ARGUMENT`.
 //
 // # Safety
 // `json` points to `len` readable bytes (or is NULL with `len` 0);
@@ -557,8 +576,28 @@ gw_result gw_last_error_message(char *buf, size_t len, size_t *out_len);
 // used (parallel arrays) and the decision id for `gw_engine_feedback`.
 // The buffers need room for min(`slate_size`, `n_candidates`) items; with
 // less, `GW_ERR_BUFFER_TOO_SMALL` reports that bound in `*out_len` and no
-// decision is made. On success `*out_len` is the slate's length (fewer
-// when exclusions and duplicates leave fewer candidates).
+// decision is made. On success `*out_len` is the slate's length, at least 1
+// (fewer than `slate_size` when exclusions and duplicates leave fewer
+// candidates).
+//
+// Refused, with no decision recorded: no candidate left after `exclude`
+// and duplicates, more than `GW_MAX_CANDIDATES` candidates, or a
+// `slate_size` of 0 or above `GW_MAX_SLATE_SIZE` (`GW_ERR_INVALID_ARGUMENT`
+// naming `candidates` or `slate_size`); a NaN or infinite host score
+// (`GW_ERR_NON_FINITE`); a segment the engine does not serve, or any
+// segment before `gw_engine_build_segments` (`GW_ERR_UNKNOWN_SEGMENT`).
+//
+// Decision ids are unique across restarts and replicas: an id is
+// `(sequence << 10) | replica_id` (replica 0 without a `replica_id` in the
+// config), and the sequence increases with every decision and never falls
+// below the wall clock in quarter-microseconds since 1970. An engine loaded
+// from a snapshot, even the same snapshot twice, never reissues an id made
+// before (unless the clock went back), so feedback meant for a slate lost
+// in a crash is `GW_ERR_UNKNOWN_DECISION`, not credited to a new slate. Ids
+// are opaque 64-bit values above 2^53 (keep them as `uint64_t`, not
+// `double`); they increase but are not consecutive. The random draws follow
+// the engine's seed and the number of decisions before this one, not the
+// id: a loaded engine makes the slates the saved one would have made.
 //
 // # Safety
 // `engine` is NULL or live; `request` is NULL or a valid request whose
@@ -573,10 +612,14 @@ gw_result gw_engine_decide(const struct gw_engine *engine,
                            uint64_t *out_decision);
 
 // Records the clicks on a decided slate, once per decision: `clicked`
-// slots (0-based) of the `visible` first slots shown (`GW_ALL_VISIBLE`:
-// all). `now` (may be NULL) is the host clock in seconds, for decay.
-// Unknown or repeated decisions are `GW_ERR_UNKNOWN_DECISION`; slots
-// outside the slate `GW_ERR_INVALID_ARGUMENT`; neither changes anything.
+// slots (0-based, each at most once) of the `visible` first slots shown
+// (`GW_ALL_VISIBLE`, or more than the slate has: all). `now` (may be NULL)
+// is the host clock in seconds, for decay. Unknown, evicted or repeated
+// decisions are `GW_ERR_UNKNOWN_DECISION`; a slot outside the slate or
+// beyond the visible ones, or clicked twice, is `GW_ERR_INVALID_ARGUMENT`
+// naming `clicks`. A refused feedback changes nothing but the rejection
+// counters and does not use up the decision: call again with correct
+// arguments. So `clicks` never exceeds `impressions` in the stats.
 //
 // # Safety
 // `engine` is NULL or live; `clicked` holds `n_clicked` slots (or is NULL

@@ -158,7 +158,8 @@ pub unsafe extern "C" fn gw_engine_new(dim: usize, out_engine: *mut *mut gw_engi
 /// Creates an engine from a JSON configuration (`json`, `len` bytes of
 /// UTF-8; every field but `dim` optional, see `groupwise::EngineConfig`),
 /// loading the encoders it lists. Relative encoder paths are relative to the
-/// working directory.
+/// working directory. A `replica_id` above `GW_MAX_REPLICA_ID` is
+/// `GW_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `json` points to `len` readable bytes (or is NULL with `len` 0);
@@ -774,7 +775,9 @@ pub struct gw_engine_stats {
     pub deletes: u64,
     /// Lookalike expansions answered.
     pub lookalikes: u64,
-    /// Snapshots saved.
+    /// Snapshots saved by `gw_engine_save` over this state's lineage: an
+    /// engine loaded from a snapshot continues from that file's count (which
+    /// counts itself). Every counter here survives a save and load.
     pub snapshots: u64,
     /// Slate decisions made.
     pub decisions: u64,
@@ -782,9 +785,10 @@ pub struct gw_engine_stats {
     pub feedback_applied: u64,
     /// Feedback refused: unknown, repeated or evicted decisions.
     pub rejected_unknown_decision: u64,
-    /// Feedback refused: slots outside the slate.
+    /// Feedback refused for its clicks: a slot outside the slate or the
+    /// visible slots, or clicked twice.
     pub rejected_bad_position: u64,
-    /// Clicks recorded.
+    /// Clicks recorded (never more than `impressions`).
     pub clicks: u64,
     /// Slots recorded as shown.
     pub impressions: u64,

@@ -16,6 +16,18 @@ pub const GW_POLICY_GREEDY: u32 = 2;
 /// Slate policy: uniformly random (for logging and evaluation).
 pub const GW_POLICY_RANDOM: u32 = 3;
 
+/// The most slots a slate may have (`slate_size`); more is
+/// `GW_ERR_INVALID_ARGUMENT`.
+pub const GW_MAX_SLATE_SIZE: usize = 100;
+
+/// The most candidates one request may carry (`n_candidates`, duplicates
+/// included); more is `GW_ERR_INVALID_ARGUMENT`.
+pub const GW_MAX_CANDIDATES: usize = 100_000;
+
+/// The largest `replica_id` of an engine's configuration: decision ids carry
+/// it in their low 10 bits (see `gw_engine_decide`).
+pub const GW_MAX_REPLICA_ID: u64 = 1023;
+
 /// `visible` value of `gw_engine_feedback` meaning "every slot was shown"
 /// (`SIZE_MAX`; the header defines it as `GW_ALL_VISIBLE` through
 /// cbindgen.toml, since cbindgen does not export `usize::MAX`).
@@ -36,6 +48,18 @@ fn policy_of(code: u32) -> Result<Policy, FfiError> {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use groupwise_core::bandit::{MAX_CANDIDATES, MAX_REPLICA_ID, MAX_SLATE_SIZE};
+
+    #[test]
+    fn the_header_limits_are_the_core_limits() {
+        assert_eq!(super::GW_MAX_SLATE_SIZE, MAX_SLATE_SIZE);
+        assert_eq!(super::GW_MAX_CANDIDATES, MAX_CANDIDATES);
+        assert_eq!(super::GW_MAX_REPLICA_ID, MAX_REPLICA_ID);
+    }
+}
+
 /// A request for a slate (see `gw_engine_decide`). Zero-initialise it and
 /// set what you need: `{0}` plus candidates and a slate size is in-slate
 /// Thompson sampling for anonymous traffic on the pooled posteriors.
@@ -47,24 +71,27 @@ pub struct gw_slate_request {
     pub user: u64,
     /// Whether `user` is set.
     pub has_user: bool,
-    /// The segment (when `has_segment`); otherwise the user's segment.
+    /// The segment (when `has_segment`), one the engine serves; otherwise
+    /// the user's segment.
     pub segment: u32,
     /// Whether `segment` is set.
     pub has_segment: bool,
-    /// The host's candidate items.
+    /// The host's candidate items (duplicates are ignored).
     pub candidates: *const u64,
-    /// Number of candidates.
+    /// Number of candidates, at most `GW_MAX_CANDIDATES`; at least one must
+    /// remain after `exclude`.
     pub n_candidates: usize,
     /// Items not to show (may be NULL with 0).
     pub exclude: *const u64,
     /// Number of excluded items.
     pub n_exclude: usize,
     /// The host's per-candidate scores in [0, 1], aligned with
-    /// `candidates` (NULL with 0 for none; else exactly `n_candidates`).
+    /// `candidates` (NULL with 0 for none; else exactly `n_candidates`; NaN
+    /// or infinity is `GW_ERR_NON_FINITE`).
     pub host_scores: *const f32,
     /// Number of host scores.
     pub n_host_scores: usize,
-    /// Slots to fill (>= 1).
+    /// Slots to fill, 1 to `GW_MAX_SLATE_SIZE`.
     pub slate_size: usize,
     /// A `GW_POLICY_*`.
     pub policy: u32,
@@ -78,8 +105,28 @@ pub struct gw_slate_request {
 /// used (parallel arrays) and the decision id for `gw_engine_feedback`.
 /// The buffers need room for min(`slate_size`, `n_candidates`) items; with
 /// less, `GW_ERR_BUFFER_TOO_SMALL` reports that bound in `*out_len` and no
-/// decision is made. On success `*out_len` is the slate's length (fewer
-/// when exclusions and duplicates leave fewer candidates).
+/// decision is made. On success `*out_len` is the slate's length, at least 1
+/// (fewer than `slate_size` when exclusions and duplicates leave fewer
+/// candidates).
+///
+/// Refused, with no decision recorded: no candidate left after `exclude`
+/// and duplicates, more than `GW_MAX_CANDIDATES` candidates, or a
+/// `slate_size` of 0 or above `GW_MAX_SLATE_SIZE` (`GW_ERR_INVALID_ARGUMENT`
+/// naming `candidates` or `slate_size`); a NaN or infinite host score
+/// (`GW_ERR_NON_FINITE`); a segment the engine does not serve, or any
+/// segment before `gw_engine_build_segments` (`GW_ERR_UNKNOWN_SEGMENT`).
+///
+/// Decision ids are unique across restarts and replicas: an id is
+/// `(sequence << 10) | replica_id` (replica 0 without a `replica_id` in the
+/// config), and the sequence increases with every decision and never falls
+/// below the wall clock in quarter-microseconds since 1970. An engine loaded
+/// from a snapshot, even the same snapshot twice, never reissues an id made
+/// before (unless the clock went back), so feedback meant for a slate lost
+/// in a crash is `GW_ERR_UNKNOWN_DECISION`, not credited to a new slate. Ids
+/// are opaque 64-bit values above 2^53 (keep them as `uint64_t`, not
+/// `double`); they increase but are not consecutive. The random draws follow
+/// the engine's seed and the number of decisions before this one, not the
+/// id: a loaded engine makes the slates the saved one would have made.
 ///
 /// # Safety
 /// `engine` is NULL or live; `request` is NULL or a valid request whose
@@ -116,8 +163,9 @@ pub unsafe extern "C" fn gw_engine_decide(
         let out_decision = unsafe { Out::new(out_decision, "out_decision") }?;
         // The slate is at most min(slate_size, candidates) long: the room is
         // checked before deciding, so a too-small buffer does not spend a
-        // decision (the size query reports that bound).
-        let most = r.slate_size.min(candidates.len());
+        // decision (the size query reports that bound). A slate_size above
+        // the cap is refused by the decision itself, not sized.
+        let most = r.slate_size.min(candidates.len()).min(GW_MAX_SLATE_SIZE);
         if most > capacity {
             return report_size(out_len, most, capacity, "out_items");
         }
@@ -141,10 +189,14 @@ pub unsafe extern "C" fn gw_engine_decide(
 }
 
 /// Records the clicks on a decided slate, once per decision: `clicked`
-/// slots (0-based) of the `visible` first slots shown (`GW_ALL_VISIBLE`:
-/// all). `now` (may be NULL) is the host clock in seconds, for decay.
-/// Unknown or repeated decisions are `GW_ERR_UNKNOWN_DECISION`; slots
-/// outside the slate `GW_ERR_INVALID_ARGUMENT`; neither changes anything.
+/// slots (0-based, each at most once) of the `visible` first slots shown
+/// (`GW_ALL_VISIBLE`, or more than the slate has: all). `now` (may be NULL)
+/// is the host clock in seconds, for decay. Unknown, evicted or repeated
+/// decisions are `GW_ERR_UNKNOWN_DECISION`; a slot outside the slate or
+/// beyond the visible ones, or clicked twice, is `GW_ERR_INVALID_ARGUMENT`
+/// naming `clicks`. A refused feedback changes nothing but the rejection
+/// counters and does not use up the decision: call again with correct
+/// arguments. So `clicks` never exceeds `impressions` in the stats.
 ///
 /// # Safety
 /// `engine` is NULL or live; `clicked` holds `n_clicked` slots (or is NULL

@@ -20,10 +20,22 @@ use rand::{Rng, SeedableRng};
 
 type TestResult = groupwise::Result<()>;
 
+/// What [`movielens_engine`] built.
+struct MovieLens {
+    engine: Engine,
+    users: Vec<u64>,
+    /// The candidate items.
+    items: Vec<u64>,
+    /// The last decision left open.
+    open: u64,
+    /// The last decision that got its feedback.
+    closed: u64,
+}
+
 /// An engine over MovieLens 100K: every user encoded from its history with
 /// the reference sequence encoder, segments built, and slates served and
 /// clicked for a while.
-fn movielens_engine() -> groupwise::Result<(Engine, Vec<u64>, Vec<u64>)> {
+fn movielens_engine() -> groupwise::Result<MovieLens> {
     let dir = groupwise_e2e::movielens_dir();
     let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())?;
     let histories = log.histories();
@@ -56,26 +68,42 @@ fn movielens_engine() -> groupwise::Result<(Engine, Vec<u64>, Vec<u64>)> {
     items.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let items: Vec<u64> = items.iter().take(100).map(|e| e.0).collect();
     let mut rng = SmallRng::seed_from_u64(7);
+    let (mut open, mut closed) = (0, 0);
     for round in 0..600 {
         let user = users[rng.random_range(0..users.len())];
         let d = engine.decide(&Request::new(Some(user), None, &items, 6))?;
         if round % 10 != 0 {
             // Every tenth decision stays open across the snapshot.
-            let click = rng.random_range(0..6);
+            let click = rng.random_range(0..4);
             engine.feedback(&Feedback {
                 decision: d.id,
                 clicks: &[click],
                 visible: Some(4),
                 now: None,
             })?;
+            closed = d.id;
+        } else {
+            open = d.id;
         }
     }
-    Ok((engine, users, items))
+    Ok(MovieLens {
+        engine,
+        users,
+        items,
+        open,
+        closed,
+    })
 }
 
 #[test]
 fn movielens_engine_answers_every_query_the_same_after_a_snapshot() -> TestResult {
-    let (engine, users, items) = movielens_engine()?;
+    let MovieLens {
+        engine,
+        users,
+        items,
+        open,
+        closed,
+    } = movielens_engine()?;
     let dir = tempfile::tempdir().map_err(|e| Error::Io {
         path: "tempdir".into(),
         source: e,
@@ -138,22 +166,25 @@ fn movielens_engine_answers_every_query_the_same_after_a_snapshot() -> TestResul
         request.scorer = scorer;
         assert_eq!(loaded.lookalike(&request)?, engine.lookalike(&request)?);
     }
-    // The next decision is the same slate with the same id, and an open
-    // decision from before the snapshot takes its feedback after it.
+    // The next decision is the same slate (its draws follow the number of
+    // decisions made, which the snapshot keeps), under a new id (ids follow
+    // the clock, so a loaded engine never reissues one).
     let next = Request::new(Some(users[3]), None, &items, 6);
-    assert_eq!(loaded.decide(&next)?, engine.decide(&next)?);
-    // Decision ids are 1, 2, ...: decision 591 (round 590) was left open,
-    // decision 592 got its feedback before the snapshot.
+    let (a, b) = (loaded.decide(&next)?, engine.decide(&next)?);
+    assert_eq!((&a.items, &a.scores), (&b.items, &b.scores));
+    assert!(a.id > closed && a.id > open);
+    // An open decision from before the snapshot takes its feedback after it;
+    // one that got its feedback before is refused.
     let fb = |decision| Feedback {
         decision,
         clicks: &[0],
         visible: None,
         now: None,
     };
-    loaded.feedback(&fb(591))?;
+    loaded.feedback(&fb(open))?;
     assert!(matches!(
-        loaded.feedback(&fb(592)),
-        Err(Error::UnknownDecision(592))
+        loaded.feedback(&fb(closed)),
+        Err(Error::UnknownDecision(id)) if id == closed
     ));
     // Upserting from behaviour on the loaded engine (its encoder re-opened)
     // lands where it lands on the original.
@@ -442,13 +473,17 @@ fn three_replicas_exchanging_shuffled_duplicated_deltas_equal_one_engine() -> Te
         let user = rng.random_range(0..50);
         let observations = if e % 2 == 0 {
             let candidates: Vec<u64> = (0..30).collect();
-            let d = replicas[replica].decide(&Request {
+            // The segments here are the host's own labels, not segments the
+            // engine built (Engine::decide serves only those): decide with
+            // the bandit itself.
+            let d = replicas[replica].bandit().decide(&Request {
                 segment: Some(segment),
                 now: Some(now),
                 ..Request::new(Some(user), None, &candidates, 5)
             })?;
+            // A click on one of the 4 visible slots.
             let clicks: Vec<usize> = if rng.random_bool(0.4) {
-                vec![rng.random_range(0..5)]
+                vec![rng.random_range(0..4)]
             } else {
                 vec![]
             };

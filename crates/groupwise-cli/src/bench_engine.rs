@@ -73,13 +73,13 @@ fn mixed_op(
 }
 
 /// A slate of 10 from items 0..100 for a random user, and its feedback (a
-/// click with probability 0.3, 5 slots visible).
+/// click with probability 0.3 on one of the 5 visible slots).
 fn serve(engine: &Engine, rng: &mut SmallRng, n: u64) -> groupwise::Result<()> {
     let candidates: Vec<u64> = (0..100).collect();
     let user = rng.random_range(0..n);
     let d = engine.decide(&Request::new(Some(user), None, &candidates, 10))?;
     let clicks: Vec<usize> = if rng.random_bool(0.3) {
-        vec![rng.random_range(0..10)]
+        vec![rng.random_range(0..5)]
     } else {
         vec![]
     };

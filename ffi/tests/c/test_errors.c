@@ -7,7 +7,7 @@
  *   - too-small buffers                           -> GW_ERR_BUFFER_TOO_SMALL,
  *     *out_len set, the buffers untouched (sentinels), no decision spent
  *   - wrong dimension / shape                     -> GW_ERR_DIMENSION_MISMATCH
- *   - NaN and infinities                          -> GW_ERR_NON_FINITE
+ *   - NaN and infinities (vectors, host scores)   -> GW_ERR_NON_FINITE
  *   - unknown user / segment / decision / encoder, no segments, too few seeds
  *   - invalid policy / scorer / size / slot values -> GW_ERR_INVALID_ARGUMENT
  *   - invalid UTF-8, bad JSON configs, bad config files
@@ -593,7 +593,8 @@ static void test_non_finite_and_unusable_values(void) {
     CHECK_RESULT(gw_engine_search(e, v, DIM, 1, ids, sims, 4, &len), GW_OK);
     CHECK(len == 1 && ids[0] == 9 && sims[0] > 0.999f);
 
-    /* Host scores must be probabilities; the clock must be finite. */
+    /* Host scores must be probabilities (NaN is GW_ERR_NON_FINITE); the
+     * clock must be finite. */
     uint64_t cands[4] = {1, 2, 3, 4};
     float host[4] = {0.5f, NAN, 0.5f, 0.5f};
     gw_slate_request r = request(cands, 4, 2);
@@ -602,8 +603,8 @@ static void test_non_finite_and_unusable_values(void) {
     uint64_t items[4];
     double scores[4];
     uint64_t decision = S_U64;
-    CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision),
-                GW_ERR_INVALID_ARGUMENT, "position 1");
+    CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision), GW_ERR_NON_FINITE,
+                "position 1");
     host[1] = 1.5f;
     CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision),
                 GW_ERR_INVALID_ARGUMENT, "host_scores");

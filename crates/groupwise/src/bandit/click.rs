@@ -5,7 +5,7 @@
 //!   examination probability of each slot (configured, or estimated from logs
 //!   by [`estimate_examination`]). A click is one success; a slate slot
 //!   without a click is θ_p of a failure (an unseen slot says little about the
-//!   item). Slots beyond the visible ones count θ = 0 unless clicked.
+//!   item). Slots beyond the visible ones count θ = 0 (and cannot be clicked).
 //! * **Cascade**: the user scans from the top and stops at the (last) click:
 //!   slots down to the last click were examined (the clicked ones are
 //!   successes, the others failures); slots after it were not. Without a
@@ -52,19 +52,39 @@ impl ClickModel {
     }
 
     /// `(successes, failures)` to add for each slot of a slate of `len` slots
-    /// with clicks on the slots in `clicks` (0-based), `visible` of them shown.
+    /// with clicks on the slots in `clicks` (0-based), the first `visible` of
+    /// them shown (more than `len`: all).
+    ///
+    /// A clicked slot outside the slate or beyond the visible ones, or a slot
+    /// clicked twice, is an error naming `clicks`: a slot is clicked at most
+    /// once and only if it was seen, so a slate's clicks never outnumber its
+    /// visible slots.
     pub fn updates(&self, len: usize, clicks: &[usize], visible: usize) -> Result<Vec<(f64, f64)>> {
-        if let Some(&bad) = clicks.iter().find(|&&c| c >= len) {
-            return Err(Error::invalid(
-                "clicks",
-                format!("slot {bad} is outside the slate of {len} slots"),
-            ));
-        }
+        let visible = visible.min(len);
         let mut clicked = vec![false; len];
         for &c in clicks {
-            clicked[c] = true;
+            if c >= len {
+                return Err(Error::invalid(
+                    "clicks",
+                    format!("slot {c} is outside the slate of {len} slots"),
+                ));
+            }
+            if c >= visible {
+                return Err(Error::invalid(
+                    "clicks",
+                    format!(
+                        "slot {c} was clicked but only the first {visible} of the {len} slots \
+                         were visible"
+                    ),
+                ));
+            }
+            if std::mem::replace(&mut clicked[c], true) {
+                return Err(Error::invalid(
+                    "clicks",
+                    format!("slot {c} is clicked more than once (a slot counts one click)"),
+                ));
+            }
         }
-        let visible = visible.min(len);
         Ok(match self {
             ClickModel::Pbm { examination } => (0..len)
                 .map(|p| {
@@ -195,11 +215,67 @@ mod tests {
             m.updates(5, &[], 3)?,
             vec![(0.0, 1.0), (0.0, 1.0), (0.0, 1.0), (0.0, 0.0), (0.0, 0.0)]
         );
-        // Two clicks: examined down to the last one.
+        // Two clicks: examined down to the last one, though all 4 were visible.
         assert_eq!(
-            m.updates(4, &[0, 2], 2)?,
+            m.updates(4, &[0, 2], 4)?,
             vec![(1.0, 0.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0)]
         );
+        Ok(())
+    }
+
+    /// The error `updates` gives, as text (it must name `clicks`).
+    fn refusal(m: &ClickModel, len: usize, clicks: &[usize], visible: usize) -> String {
+        match m.updates(len, clicks, visible) {
+            Err(e @ Error::InvalidArgument { name: "clicks", .. }) => e.to_string(),
+            other => {
+                panic!("{clicks:?} of {len} ({visible} visible): expected an error, got {other:?}")
+            }
+        }
+    }
+
+    #[test]
+    fn clicks_are_distinct_visible_slots_of_the_slate() -> Result<()> {
+        for m in [ClickModel::default(), ClickModel::Cascade] {
+            // A slot clicked twice (or a million times) counts once: refused.
+            assert!(refusal(&m, 4, &[2, 2, 2, 2], 4).contains("slot 2 is clicked more than once"));
+            assert!(refusal(&m, 4, &vec![0; 1_000_000], 4).contains("slot 0"));
+            // Nothing visible: nothing can be clicked.
+            assert!(refusal(&m, 4, &[0], 0).contains("only the first 0 of the 4"));
+            // Beyond the visible slots, and beyond the slate.
+            assert!(refusal(&m, 10, &[1, 7], 3).contains("slot 7 was clicked"));
+            assert!(refusal(&m, 4, &[4], 3).contains("outside the slate of 4"));
+            // `visible` larger than the slate means all of it.
+            assert_eq!(m.updates(4, &[3], 100)?, m.updates(4, &[3], 4)?);
+            // No click, nothing visible: nothing learned.
+            assert!(m
+                .updates(4, &[], 0)?
+                .iter()
+                .all(|&(s, f)| s == 0.0 && f == 0.0));
+            // Property: over random valid clicks, the successes are the
+            // clicks and never outnumber the visible slots.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+            for _ in 0..2_000 {
+                let len = rng.random_range(1..12);
+                let visible = rng.random_range(0..15);
+                let shown = visible.min(len);
+                let mut clicks: Vec<usize> = (0..shown).filter(|_| rng.random_bool(0.3)).collect();
+                if rng.random_bool(0.3) && !clicks.is_empty() {
+                    // A repeated or a hidden slot: refused.
+                    clicks.push(if rng.random_bool(0.5) {
+                        clicks[0]
+                    } else {
+                        shown
+                    });
+                    assert!(m.updates(len, &clicks, visible).is_err(), "{clicks:?}");
+                    continue;
+                }
+                let u = m.updates(len, &clicks, visible)?;
+                let successes: f64 = u.iter().map(|x| x.0).sum();
+                assert_eq!(successes, clicks.len() as f64);
+                assert!(clicks.len() <= shown);
+                assert!(u[shown..].iter().all(|&(s, f)| s == 0.0 && f == 0.0));
+            }
+        }
         Ok(())
     }
 

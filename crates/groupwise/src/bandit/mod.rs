@@ -40,8 +40,38 @@
 //! **Concurrency.** `SlateBandit` is `Send + Sync`. A decision takes read
 //! locks on the shards it needs (the item shards, one user shard) and no lock
 //! is global; feedback takes write locks on single shards briefly. Every accepted feedback event is applied exactly once;
-//! unknown decision ids, slots outside the slate and repeated feedback are
-//! errors, counted in [`Stats`], and change nothing.
+//! unknown decision ids, repeated feedback, slots outside the slate or the
+//! visible slots and slots clicked twice are errors, counted in [`Stats`],
+//! and change nothing. A refused feedback does not use up its decision: the
+//! host can send it again with correct arguments. So the clicks counted
+//! never exceed the impressions.
+//!
+//! **Decision ids** are unique across restarts and replicas without any
+//! coordination (Snowflake-style): an id is `(sequence << 10) | replica_id`,
+//! where [`BanditConfig::replica_id`] is in `0..=`[`MAX_REPLICA_ID`] and the
+//! sequence increases strictly with each decision and never falls below the
+//! wall clock in quarter-microseconds since the Unix epoch. A process
+//! restarted from an old snapshot (even the same snapshot twice) therefore
+//! issues ids above every id issued before it, as long as the clock has not
+//! gone back and the restart took longer than the sequence had run ahead of
+//! the clock (it runs ahead only while decisions come faster than four per
+//! microsecond); feedback meant for a decision lost with the process is
+//! refused as unknown instead of being credited to another slate. Ids are
+//! opaque 64-bit values (above 2^53: keep them as integers, not doubles);
+//! they increase within a process but are not consecutive. The sequence part
+//! lasts until the year 2112.
+//!
+//! **Determinism.** The random choices of a decision depend on
+//! [`BanditConfig::seed`] and the decision's ordinal (the number of decisions
+//! this bandit's state has made before it, kept in snapshots as
+//! [`Stats::decisions`]), never on its id: a simulation replays exactly for a
+//! given seed, and a bandit restored from a state makes the slates the
+//! original would have made.
+//!
+//! **Limits.** A request has at most [`MAX_CANDIDATES`] candidates and a
+//! slate at most [`MAX_SLATE_SIZE`] slots (the cost of in-slate Thompson
+//! sampling grows with their product); at least one candidate must remain
+//! after exclusions and duplicates, so every decision has a non-empty slate.
 //!
 //! **Bounded state.** Per-user state is capped at `max_users` users (least
 //! recently updated evicted) with at most `max_user_items` items each (least
@@ -52,9 +82,12 @@ pub mod click;
 mod select;
 pub mod sim;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use rand::rngs::SmallRng;
@@ -70,6 +103,34 @@ pub use state::{BanditState, Delta};
 use crate::error::{Error, Result};
 use crate::segments::SegmentId;
 use select::{choose, Arm};
+
+/// The most slots a slate may have ([`Request::slate_size`]); larger
+/// requests are refused with an error naming `slate_size`.
+pub const MAX_SLATE_SIZE: usize = 100;
+
+/// The most candidates one request may carry ([`Request::candidates`],
+/// duplicates included); larger requests are refused with an error naming
+/// `candidates`.
+pub const MAX_CANDIDATES: usize = 100_000;
+
+/// The largest [`BanditConfig::replica_id`]: decision ids carry the replica
+/// id in their low 10 bits.
+pub const MAX_REPLICA_ID: u64 = (1 << REPLICA_BITS) - 1;
+
+/// Bits of a decision id that hold the replica id.
+const REPLICA_BITS: u32 = 10;
+
+/// The largest sequence number a decision id can hold.
+const MAX_SEQUENCE: u64 = u64::MAX >> REPLICA_BITS;
+
+/// The lowest sequence number the next decision may take: the wall clock in
+/// quarter-microseconds since the Unix epoch (0 if the clock is before it).
+fn clock_floor() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .saturating_mul(4)
+}
 
 /// Which levels of the hierarchy a posterior uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -151,14 +212,17 @@ pub struct BanditConfig {
     /// selection notes — exact up to a measured ~10⁻⁶ error per candidate).
     pub prune: bool,
     /// Seed of every random choice (each decision's generator is derived from
-    /// it and the decision id).
+    /// it and the decision's ordinal, not its id; see the module docs).
     pub seed: u64,
     /// Keep a journal of count changes for [`SlateBandit::export_delta`]
     /// (default false; replicas that merge each other's learning turn it on).
     #[serde(default)]
     pub record_deltas: bool,
     /// This replica's id in delta exchange (default 0): deltas carrying it
-    /// are this replica's own and are never merged back.
+    /// are this replica's own and are never merged back. It is also the low
+    /// 10 bits of every decision id, so it must be in
+    /// `0..=`[`MAX_REPLICA_ID`] (checked by [`SlateBandit::new`]); replicas
+    /// with distinct ids never issue the same decision id.
     #[serde(default)]
     pub replica_id: u64,
 }
@@ -250,14 +314,17 @@ pub struct Request<'a> {
     pub user: Option<u64>,
     /// The user's segment; `None` uses the pooled level alone.
     pub segment: Option<SegmentId>,
-    /// The host's candidate items (duplicates are ignored).
+    /// The host's candidate items (duplicates are ignored; at most
+    /// [`MAX_CANDIDATES`], and at least one must remain after exclusions).
     pub candidates: &'a [u64],
     /// Items not to show in this request.
     pub exclude: &'a [u64],
-    /// Slots to fill (fewer if fewer candidates remain).
+    /// Slots to fill, `1..=`[`MAX_SLATE_SIZE`] (fewer if fewer candidates
+    /// remain).
     pub slate_size: usize,
     /// The host's per-user score of each candidate (click probabilities in
-    /// [0, 1], aligned with `candidates`).
+    /// [0, 1], aligned with `candidates`; NaN or infinity is
+    /// [`Error::NonFinite`]).
     pub host_scores: Option<&'a [f32]>,
     /// How to choose.
     pub policy: Policy,
@@ -289,9 +356,10 @@ impl<'a> Request<'a> {
 /// A chosen slate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// Pass to [`SlateBandit::feedback`].
+    /// Pass to [`SlateBandit::feedback`]. Unique across restarts and
+    /// replicas (see the module docs); opaque, not consecutive.
     pub id: u64,
-    /// Items in slot order.
+    /// Items in slot order (at least one).
     pub items: Vec<u64>,
     /// The value each slot used (blended draw, or mean for greedy/random).
     pub scores: Vec<f64>,
@@ -302,9 +370,11 @@ pub struct Decision {
 pub struct Feedback<'a> {
     /// The decision.
     pub decision: u64,
-    /// Clicked slots (0-based).
+    /// Clicked slots (0-based), each at most once and among the visible
+    /// slots.
     pub clicks: &'a [usize],
-    /// Slots that were on screen (`None`: all).
+    /// Slots that were on screen, the first ones of the slate (`None`, or
+    /// more than the slate has: all).
     pub visible: Option<usize>,
     /// Host clock in seconds (for decay).
     pub now: Option<f64>,
@@ -313,19 +383,21 @@ pub struct Feedback<'a> {
 /// Counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Decisions made.
+    /// Decisions made (by this state's lineage: restored from snapshots).
     pub decisions: u64,
     /// Feedback events applied.
     pub feedback_applied: u64,
     /// Feedback for unknown, already used or evicted decisions.
     pub rejected_unknown_decision: u64,
-    /// Feedback naming slots outside the slate.
+    /// Feedback refused for its clicks: a slot outside the slate or the
+    /// visible slots, or a slot clicked twice.
     pub rejected_bad_position: u64,
     /// Pending decisions evicted before feedback came.
     pub evicted_decisions: u64,
     /// Users whose state was evicted.
     pub evicted_users: u64,
-    /// Clicks recorded (all levels see the same clicks).
+    /// Clicks recorded (all levels see the same clicks; never more than
+    /// `impressions`).
     pub clicks: u64,
     /// Slate slots recorded as shown.
     pub impressions: u64,
@@ -511,7 +583,8 @@ pub struct SlateBandit {
     item_category: RwLock<HashMap<u64, u32>>,
     users: Vec<RwLock<UserShard>>,
     pending: Vec<Mutex<PendingShard>>,
-    next_id: AtomicU64,
+    /// The sequence part of the last decision id issued.
+    last_sequence: AtomicU64,
     counters: Counters,
     replication: state::Replication,
 }
@@ -537,6 +610,16 @@ impl SlateBandit {
     /// A bandit with no data.
     pub fn new(config: BanditConfig) -> Result<Self> {
         config.validate()?;
+        if config.replica_id > MAX_REPLICA_ID {
+            return Err(Error::invalid(
+                "replica_id",
+                format!(
+                    "{} is out of range: replica ids are 0..={MAX_REPLICA_ID} (decision ids \
+                     carry them in their low {REPLICA_BITS} bits)",
+                    config.replica_id
+                ),
+            ));
+        }
         Ok(SlateBandit {
             config,
             items: (0..SHARDS)
@@ -551,7 +634,7 @@ impl SlateBandit {
             pending: (0..SHARDS)
                 .map(|_| Mutex::new(PendingShard::default()))
                 .collect(),
-            next_id: AtomicU64::new(1),
+            last_sequence: AtomicU64::new(0),
             counters: Counters::default(),
             replication: state::Replication::default(),
         })
@@ -586,10 +669,29 @@ impl SlateBandit {
         }
     }
 
-    /// Chooses a slate.
+    /// Chooses a slate of at least one item. Refused requests (see the
+    /// fields of [`Request`]: an empty or oversized candidate list, every
+    /// candidate excluded, a slate size outside `1..=MAX_SLATE_SIZE`, bad
+    /// host scores or clock) are errors that record no decision.
     pub fn decide(&self, request: &Request<'_>) -> Result<Decision> {
-        if request.slate_size == 0 {
-            return Err(Error::invalid("slate_size", "must be >= 1"));
+        if request.slate_size == 0 || request.slate_size > MAX_SLATE_SIZE {
+            return Err(Error::invalid(
+                "slate_size",
+                format!(
+                    "{} is out of range: a slate has 1 to {MAX_SLATE_SIZE} slots",
+                    request.slate_size
+                ),
+            ));
+        }
+        if request.candidates.len() > MAX_CANDIDATES {
+            return Err(Error::invalid(
+                "candidates",
+                format!(
+                    "{} candidates in one request; at most {MAX_CANDIDATES} are accepted \
+                     (narrow them down before asking for a slate)",
+                    request.candidates.len()
+                ),
+            ));
         }
         if let Some(h) = request.host_scores {
             if h.len() != request.candidates.len() {
@@ -599,10 +701,13 @@ impl SlateBandit {
                     got: format!("{} values", h.len()),
                 });
             }
-            if let Some(p) = h
-                .iter()
-                .position(|x| !(x.is_finite() && (0.0..=1.0).contains(x)))
-            {
+            if let Some(position) = h.iter().position(|x| !x.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: "host_scores".into(),
+                    position,
+                });
+            }
+            if let Some(p) = h.iter().position(|x| !(0.0..=1.0).contains(x)) {
                 return Err(Error::invalid(
                     "host_scores",
                     format!(
@@ -625,9 +730,29 @@ impl SlateBandit {
                 !excluded.contains(&item) && seen.insert(item)
             })
             .collect();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if eligible.is_empty() {
+            return Err(Error::invalid(
+                "candidates",
+                if request.candidates.is_empty() {
+                    "none given: a slate needs at least one candidate".to_string()
+                } else {
+                    format!(
+                        "all {} candidates were excluded (or repeat excluded items); \
+                         a slate needs at least one candidate left",
+                        request.candidates.len()
+                    )
+                },
+            ));
+        }
+        // Nothing fails from here on: the id and the ordinal are spent only
+        // on decisions that are made.
+        let id = self.next_decision_id()?;
+        // The ordinal (1, 2, ... over the state's lineage), not the id, seeds
+        // the draws; 1, 2, ... were also the ids of older versions, so their
+        // simulations replay unchanged.
+        let ordinal = self.counters.decisions.fetch_add(1, Ordering::Relaxed) + 1;
         let mut rng =
-            SmallRng::seed_from_u64(self.config.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            SmallRng::seed_from_u64(self.config.seed ^ ordinal.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let now = request.now.unwrap_or(f64::NEG_INFINITY);
         let (arms, w) = self.with_levels(request.user, |levels| {
             let w = self.weight(levels, now, request.host_scores.is_some());
@@ -673,8 +798,32 @@ impl SlateBandit {
                 items: items.clone(),
             },
         );
-        self.counters.decisions.fetch_add(1, Ordering::Relaxed);
         Ok(Decision { id, items, scores })
+    }
+
+    /// A new decision id: the next sequence number, at least the clock's
+    /// floor, with the replica id in the low bits (see the module docs).
+    fn next_decision_id(&self) -> Result<u64> {
+        let floor = clock_floor();
+        let mut last = self.last_sequence.load(Ordering::Relaxed);
+        loop {
+            let next = last.saturating_add(1).max(floor);
+            if next > MAX_SEQUENCE {
+                return Err(Error::invalid(
+                    "decision id",
+                    "the decision id sequence is exhausted (the clock is past the year 2112)",
+                ));
+            }
+            match self.last_sequence.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok((next << REPLICA_BITS) | self.config.replica_id),
+                Err(current) => last = current,
+            }
+        }
     }
 
     /// Weight of the posterior against host scores.
@@ -794,32 +943,41 @@ impl SlateBandit {
     }
 
     /// Records the clicks on a decided slate (once per decision).
+    ///
+    /// Refused, counted in [`Stats`] and changing nothing: an unknown,
+    /// evicted or already used decision ([`Error::UnknownDecision`]); a
+    /// clicked slot outside the slate or beyond the visible ones, or clicked
+    /// twice (an [`Error::InvalidArgument`] naming `clicks`); a non-finite
+    /// `now`. A refused feedback does not use up the decision: send it again
+    /// with correct arguments.
     pub fn feedback(&self, feedback: &Feedback<'_>) -> Result<()> {
         if feedback.now.is_some_and(|t| !t.is_finite()) {
             return Err(Error::invalid("now", "must be finite"));
         }
-        let pending = {
+        let (pending, visible, updates) = {
             let mut shard = self.pending[shard_of(feedback.decision)].lock();
             let Some(p) = shard.open.get(&feedback.decision) else {
                 self.counters.unknown.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::UnknownDecision(feedback.decision));
             };
-            if let Some(&bad) = feedback.clicks.iter().find(|&&c| c >= p.items.len()) {
-                self.counters.bad_position.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::invalid(
-                    "clicks",
-                    format!("slot {bad} is outside the slate of {} items", p.items.len()),
-                ));
-            }
+            let len = p.items.len();
+            let visible = feedback.visible.map_or(len, |v| v.min(len));
+            // Checked before the decision is taken out: a refusal keeps it open.
+            let updates = match self
+                .config
+                .click_model
+                .updates(len, feedback.clicks, visible)
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    self.counters.bad_position.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
             let p = p.clone();
             shard.open.remove(&feedback.decision);
-            p
+            (p, visible, updates)
         };
-        let visible = feedback.visible.unwrap_or(pending.items.len());
-        let updates =
-            self.config
-                .click_model
-                .updates(pending.items.len(), feedback.clicks, visible)?;
         let observations: Vec<(u64, f64, f64)> = pending
             .items
             .iter()
@@ -842,9 +1000,11 @@ impl SlateBandit {
         self.counters
             .clicks
             .fetch_add(feedback.clicks.len() as u64, Ordering::Relaxed);
+        // `updates` checked that the clicks are distinct visible slots, so
+        // clicks never outnumber impressions.
         self.counters
             .impressions
-            .fetch_add(visible.min(pending.items.len()) as u64, Ordering::Relaxed);
+            .fetch_add(visible as u64, Ordering::Relaxed);
         Ok(())
     }
 

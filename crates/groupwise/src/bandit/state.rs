@@ -100,7 +100,12 @@ pub struct BanditState {
     user_journal: Vec<(u64, UserJournal)>,
     /// Open decisions, oldest first within each shard.
     pending: Vec<(u64, Pending)>,
-    next_id: u64,
+    /// The sequence part of the last decision id issued. (Snapshots of
+    /// older versions hold their next counter id here, a small number the
+    /// clock floor of the ids is far above.)
+    last_sequence: u64,
+    /// Its counters; `stats.decisions` is also the ordinal that seeds the
+    /// next decision's draws.
     stats: Stats,
     last_seq: u64,
     journal_events: u64,
@@ -131,6 +136,14 @@ impl BanditState {
     /// The counters at the time of the export.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The state with its counters zeroed (tests compare states that must
+    /// differ only in counters).
+    #[cfg(test)]
+    pub(super) fn without_stats(mut self) -> BanditState {
+        self.stats = Stats::default();
+        self
     }
 
     /// Checks what a file could get wrong even with a valid checksum.
@@ -306,7 +319,7 @@ impl SlateBandit {
             users,
             user_journal: sorted(user_journal),
             pending,
-            next_id: self.next_id.load(Ordering::Relaxed),
+            last_sequence: self.last_sequence.load(Ordering::Relaxed),
             stats: self.stats(),
             last_seq: self.replication.last_seq.load(Ordering::Relaxed),
             journal_events: self.replication.journal_events.load(Ordering::Relaxed),
@@ -325,6 +338,15 @@ impl SlateBandit {
     /// after checking it (counts finite and non-negative, configuration valid).
     pub fn from_state(state: BanditState) -> Result<SlateBandit> {
         state.validate()?;
+        if state.last_sequence > MAX_SEQUENCE {
+            return Err(Error::invalid(
+                "bandit state",
+                format!(
+                    "decision sequence {} is beyond the largest decision id",
+                    state.last_sequence
+                ),
+            ));
+        }
         let bandit = SlateBandit::new(state.config)?;
         for (item, counts) in state.items {
             bandit.items[shard_of(item)].write().insert(item, counts);
@@ -357,8 +379,8 @@ impl SlateBandit {
             shard.order.push_back(id);
         }
         bandit
-            .next_id
-            .store(state.next_id.max(1), Ordering::Relaxed);
+            .last_sequence
+            .store(state.last_sequence, Ordering::Relaxed);
         let c = &bandit.counters;
         let s = state.stats;
         for (counter, value) in [

@@ -31,6 +31,20 @@
 //! snapshot is copied may be missing from it (its feedback after a restore
 //! is then refused as unknown, and counted).
 //!
+//! # Decision ids across restarts and replicas
+//!
+//! A decision id is `(sequence << 10) | replica_id` (replica 0 without
+//! [`EngineConfig::replica_id`], which must be in `0..=1023`); the sequence
+//! increases with every decision and never falls below the wall clock (see
+//! [`crate::bandit`]). So an engine loaded from a snapshot — even the same
+//! snapshot twice after two crashes — issues ids above every id issued
+//! before (unless the clock went back), and feedback meant for a decision
+//! lost with the process is refused as unknown ([`Error::UnknownDecision`])
+//! instead of being credited to a newer slate. Replicas with distinct
+//! replica ids never issue the same id. The draws of a decision depend on
+//! the seed and the number of decisions before it, not on the id, so a
+//! loaded engine makes the slates the saved one would have made.
+//!
 //! # What a user operation does
 //!
 //! * upsert: encode (if from behaviour) → index → if segments are built,
@@ -99,7 +113,10 @@ pub struct EngineStats {
     pub deletes: u64,
     /// Lookalike expansions answered.
     pub lookalikes: u64,
-    /// Snapshots saved.
+    /// Snapshots saved by [`save`](Engine::save) over this state's lineage:
+    /// a loaded engine continues from the count of the file it came from,
+    /// which counts itself. (The other counters also survive a save and
+    /// load; [`to_bytes`](Engine::to_bytes) is not counted as a save.)
     pub snapshots: u64,
     /// The bandit's counters.
     pub bandit: Stats,
@@ -111,6 +128,26 @@ struct Counters {
     deletes: AtomicU64,
     lookalikes: AtomicU64,
     snapshots: AtomicU64,
+}
+
+impl Counters {
+    /// Counters continuing from a snapshot's.
+    fn restored(saved: &snapshot::SavedCounters) -> Counters {
+        Counters {
+            upserts: AtomicU64::new(saved.upserts),
+            deletes: AtomicU64::new(saved.deletes),
+            lookalikes: AtomicU64::new(saved.lookalikes),
+            snapshots: AtomicU64::new(saved.snapshots),
+        }
+    }
+}
+
+/// A consistent copy of the engine's state, for a snapshot.
+struct Parts {
+    index: IndexState,
+    segments: Option<Segments>,
+    bandit: BanditState,
+    counters: snapshot::SavedCounters,
 }
 
 /// The engine: encoders, user index, segments and slate bandit behind one
@@ -151,7 +188,7 @@ impl Engine {
         config.validate()?;
         let index = UserIndex::new(config.index.clone())?;
         let bandit = SlateBandit::new(config.effective_bandit())?;
-        Self::assemble(config, index, None, bandit, true)
+        Self::assemble(config, index, None, bandit, Counters::default(), true)
     }
 
     fn assemble(
@@ -159,6 +196,7 @@ impl Engine {
         index: UserIndex,
         segments: Option<Segments>,
         bandit: SlateBandit,
+        counters: Counters,
         load_encoders: bool,
     ) -> Result<Engine> {
         let engine = Engine {
@@ -168,7 +206,7 @@ impl Engine {
             graph: RwLock::new(None),
             bandit,
             gate: RwLock::new(()),
-            counters: Counters::default(),
+            counters,
             config,
         };
         if load_encoders {
@@ -429,11 +467,24 @@ impl Engine {
     }
 
     /// Chooses a slate (see [`crate::bandit`]). When the request names a user
-    /// but no segment, the user's segment is used.
+    /// but no segment, the user's segment is used. A segment the engine does
+    /// not serve (never built, retired by a rebuild, dissolved under the
+    /// privacy floor; before [`build_segments`](Self::build_segments) none is
+    /// served) is [`Error::UnknownSegment`], and no decision is recorded.
     pub fn decide(&self, request: &Request<'_>) -> Result<Decision> {
         let mut request = *request;
-        if request.segment.is_none() {
-            request.segment = request.user.and_then(|u| self.segment_of(u));
+        {
+            let segments = self.segments.read();
+            match request.segment {
+                Some(s) => {
+                    if segments.as_ref().is_none_or(|g| g.size(s).is_err()) {
+                        return Err(Error::UnknownSegment(s));
+                    }
+                }
+                None => {
+                    request.segment = request.user.and_then(|u| segments.as_ref()?.segment_of(u));
+                }
+            }
         }
         self.bandit.decide(&request)
     }
@@ -479,13 +530,32 @@ impl Engine {
         }
     }
 
-    /// A consistent copy of the state (see the module docs).
-    fn parts(&self, store_graph: bool) -> Result<(IndexState, Option<Segments>, BanditState)> {
+    /// A consistent copy of the state (see the module docs). With `saving`,
+    /// the snapshot counter counts the save being made (undo it with
+    /// [`Counters::snapshots`]`.fetch_sub` if the save then fails).
+    fn parts(&self, store_graph: bool, saving: bool) -> Result<Parts> {
         let _gate = self.gate.write();
         let index = self.index.export_state(store_graph)?;
         let segments = self.segments.read().clone();
         let bandit = self.bandit.export_state();
-        Ok((index, segments, bandit))
+        let c = &self.counters;
+        let snapshots = if saving {
+            c.snapshots.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            c.snapshots.load(Ordering::Relaxed)
+        };
+        let counters = snapshot::SavedCounters {
+            upserts: c.upserts.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            lookalikes: c.lookalikes.load(Ordering::Relaxed),
+            snapshots,
+        };
+        Ok(Parts {
+            index,
+            segments,
+            bandit,
+            counters,
+        })
     }
 
     /// Users in the index that are not in any segment (for tests and checks).

@@ -7,7 +7,9 @@
 //! tombstones and, by default, the HNSW graph), the segments and the bandit
 //! (counts at every level, per-user state, open decisions, replica journal).
 //! Encoders are not copied into the snapshot: the config names their files,
-//! and loading opens them again.
+//! and loading opens them again. The engine's own counters (upserts,
+//! deletes, lookalikes, snapshots) come last, so a loaded engine continues
+//! them; files written before they were stored load with them at 0.
 //!
 //! Saving writes a temporary file next to the target, fsyncs it, renames it
 //! over the target and fsyncs the folder: the previous snapshot stays valid
@@ -23,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, EngineConfig, SnapshotConfig};
+use super::{Counters, Engine, EngineConfig, Parts, SnapshotConfig};
 use crate::bandit::{BanditState, SlateBandit, Stats};
 use crate::error::{Error, Result};
 use crate::frame;
@@ -37,7 +39,9 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 /// The oldest version this build reads.
 const OLDEST_VERSION: u32 = 1;
 
-/// The payload.
+/// The payload. MessagePack stores it as an array of its fields in this
+/// order: new fields go at the end with `#[serde(default)]`, so older files
+/// (a shorter array) still decode.
 #[derive(Serialize, Deserialize)]
 struct Body {
     groupwise_version: String,
@@ -46,6 +50,20 @@ struct Body {
     index: IndexState,
     segments: Option<Segments>,
     bandit: BanditState,
+    /// Not in files written before groupwise stored it: zeros then.
+    #[serde(default)]
+    counters: SavedCounters,
+}
+
+/// The engine's own counters in a snapshot (see [`super::EngineStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(super) struct SavedCounters {
+    pub(super) upserts: u64,
+    pub(super) deletes: u64,
+    pub(super) lookalikes: u64,
+    /// Saves of this state's lineage, the one that wrote the file included.
+    pub(super) snapshots: u64,
 }
 
 /// What a snapshot holds, as [`inspect`] reports it.
@@ -166,13 +184,21 @@ fn inspect_at(bytes: &[u8], path: &Path) -> Result<SnapshotInfo> {
 }
 
 impl Engine {
-    /// The snapshot as bytes (what [`save`](Self::save) writes).
+    /// The snapshot as bytes (what [`save`](Self::save) writes, but not
+    /// counted as a save in [`EngineStats::snapshots`](super::EngineStats::snapshots)).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.to_bytes_with(&self.config.snapshot)
+        self.to_bytes_with(&self.config.snapshot, false)
     }
 
-    fn to_bytes_with(&self, snapshot: &SnapshotConfig) -> Result<Vec<u8>> {
-        let (index, segments, bandit) = self.parts(snapshot.store_graph)?;
+    /// The snapshot's bytes; `saving` counts the save in the counters (and
+    /// in the bytes).
+    fn to_bytes_with(&self, snapshot: &SnapshotConfig, saving: bool) -> Result<Vec<u8>> {
+        let Parts {
+            index,
+            segments,
+            bandit,
+            counters,
+        } = self.parts(snapshot.store_graph, saving)?;
         let body = Body {
             groupwise_version: env!("CARGO_PKG_VERSION").to_string(),
             created_unix_ms: SystemTime::now()
@@ -182,9 +208,14 @@ impl Engine {
             index,
             segments,
             bandit,
+            counters,
         };
-        let payload = rmp_serde::to_vec(&body)
-            .map_err(|e| Error::invalid("snapshot", format!("cannot serialize: {e}")))?;
+        let payload = rmp_serde::to_vec(&body).map_err(|e| {
+            if saving {
+                self.counters.snapshots.fetch_sub(1, Ordering::Relaxed);
+            }
+            Error::invalid("snapshot", format!("cannot serialize: {e}"))
+        })?;
         Ok(frame::encode(MAGIC, SNAPSHOT_VERSION, &payload))
     }
 
@@ -202,9 +233,12 @@ impl Engine {
         snapshot: &SnapshotConfig,
     ) -> Result<SnapshotInfo> {
         let path = path.as_ref();
-        let bytes = self.to_bytes_with(snapshot)?;
-        frame::write_atomic(path, &bytes)?;
-        self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.to_bytes_with(snapshot, true)?;
+        if let Err(e) = frame::write_atomic(path, &bytes) {
+            // Not saved: not counted.
+            self.counters.snapshots.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
+        }
         inspect_at(&bytes, path)
     }
 
@@ -264,6 +298,70 @@ impl Engine {
         let invalid = |e: Error| corrupt(path, e.to_string());
         let index = UserIndex::from_state(body.index).map_err(invalid)?;
         let bandit = SlateBandit::from_state(body.bandit).map_err(invalid)?;
-        Engine::assemble(config, index, body.segments, bandit, options.load_encoders)
+        Engine::assemble(
+            config,
+            index,
+            body.segments,
+            bandit,
+            Counters::restored(&body.counters),
+            options.load_encoders,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bandit::{Feedback, Request};
+
+    /// A snapshot written by groupwise 0.1.0 at commit 5de7321 (format 1,
+    /// before the engine counters were stored; decision ids were then
+    /// 1, 2, ...). How it was made: `testdata/README.md`.
+    const V1_BEFORE_COUNTERS: &[u8] = include_bytes!("testdata/v1-main-5de7321.gw");
+
+    #[test]
+    fn snapshots_written_before_the_counters_were_stored_still_load() -> Result<()> {
+        let info = inspect_bytes(V1_BEFORE_COUNTERS)?;
+        assert_eq!((info.version, info.users, info.segments), (1, 149, Some(3)));
+        let engine = Engine::from_bytes(V1_BEFORE_COUNTERS)?;
+        let s = engine.stats();
+        assert_eq!((s.users, s.segments), (149, 3));
+        // The engine counters were not in the file: they start at 0.
+        assert_eq!(
+            (s.upserts, s.deletes, s.lookalikes, s.snapshots),
+            (0, 0, 0, 0)
+        );
+        let b = s.bandit;
+        assert_eq!(
+            (b.decisions, b.feedback_applied, b.clicks, b.impressions),
+            (6, 5, 5, 15)
+        );
+        // Decision 4 was left open: it takes its feedback, once; decision 5
+        // had its feedback before the save.
+        let fb = |decision| Feedback {
+            decision,
+            clicks: &[0],
+            visible: None,
+            now: None,
+        };
+        engine.feedback(&fb(4))?;
+        assert!(matches!(
+            engine.feedback(&fb(4)),
+            Err(Error::UnknownDecision(4))
+        ));
+        assert!(matches!(
+            engine.feedback(&fb(5)),
+            Err(Error::UnknownDecision(5))
+        ));
+        // New ids are far above the old counter's.
+        let candidates: Vec<u64> = (100..110).collect();
+        let d = engine.decide(&Request::new(Some(1), None, &candidates, 3))?;
+        assert!(d.id > 1 << 50, "{}", d.id);
+        // Written again by this build, the counters are kept.
+        engine.upsert_embedding(1_000, &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])?;
+        let again = Engine::from_bytes(&engine.to_bytes()?)?;
+        assert_eq!(again.stats(), engine.stats());
+        assert_eq!(again.stats().upserts, 1);
+        Ok(())
     }
 }
