@@ -5,7 +5,7 @@
 //! `.npy` is read by NumPy (`np.load`), and by most data tools through it, so
 //! embeddings leave groupwise without a converter.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -55,11 +55,9 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
 }
 
 /// Reads a 2-D float32 little-endian C-order `.npy` file: `(data, rows, cols)`.
+/// Only a regular file is read (a FIFO or device is an [`Error::Io`]).
 pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_regular(path, None)?;
     let bad = |problem: &str| Error::Parse {
         path: path.to_path_buf(),
         line: 1,
@@ -109,7 +107,7 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         _ => return Err(bad("expected a 2-D array")),
     };
     let body = &bytes[start + hlen..];
-    if body.len() != rows * cols * 4 {
+    if rows.checked_mul(cols).and_then(|n| n.checked_mul(4)) != Some(body.len()) {
         return Err(bad(
             "the data size does not match the shape (truncated file?)",
         ));
@@ -135,7 +133,7 @@ impl EmbeddingTable {
     pub fn load(path: &Path) -> Result<Self> {
         let (data, rows, dim) = read_npy(path)?;
         let ids_file = ids_path(path);
-        let text = std::fs::read_to_string(&ids_file).map_err(|e| Error::io(&ids_file, e))?;
+        let text = crate::files::read_text(&ids_file, None)?;
         let ids: Vec<String> = text
             .lines()
             .map(str::to_string)

@@ -162,7 +162,9 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// Loads a model and checks it against the contract.
+    /// Loads a model and checks it against the contract. `path` must be a
+    /// regular file (a directory, FIFO or device is an [`Error::Io`] saying
+    /// what it is).
     pub fn load(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Self> {
         let path = path.as_ref();
         if options.batch_size == 0 {
@@ -174,14 +176,18 @@ impl Encoder {
                 "sessions and intra_op_threads must be at least 1",
             ));
         }
-        if !path.is_file() {
-            return Err(Error::io(
+        // A missing file says so; a directory, FIFO or device is refused by
+        // what it is, before the runtime is loaded.
+        let (file, _) = crate::files::open_regular(path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
-            ));
-        }
+            ),
+            e => e,
+        })?;
+        drop(file);
         let env = runtime::environment(&options.runtime)?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_regular(path, None)?;
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
             let session = Session::builder(env)
