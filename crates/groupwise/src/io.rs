@@ -173,4 +173,26 @@ mod tests {
         assert!(EmbeddingTable::load(&p).is_err());
         Ok(())
     }
+
+    #[test]
+    fn special_files_and_absurd_shapes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("e.npy");
+        crate::files::tests::mkfifo(&fifo);
+        for path in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+            let err = read_npy(path).expect_err("refused");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        // A shape whose byte size overflows: refused, not wrapped around.
+        let p = dir.path().join("big.npy");
+        let header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 1), }}\n",
+            1u64 << 62
+        );
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        std::fs::write(&p, &bytes).expect("write");
+        assert!(read_npy(&p).is_err());
+    }
 }

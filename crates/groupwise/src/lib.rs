@@ -24,6 +24,8 @@
 //!   k-means) with a privacy floor, profiles, online assignment and stable ids.
 //! * [`data`]: loaders for interaction logs and item metadata.
 //! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
+//! * [`limits`]: the documented range of every setting, and of what is read
+//!   from files.
 //!
 //! ```no_run
 //! use groupwise::data::{Interactions, InteractionsSpec};

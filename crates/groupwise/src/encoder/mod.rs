@@ -510,3 +510,32 @@ impl Encoder {
         Ok(data.to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_path_that_is_not_a_regular_file_is_named_before_anything_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("model.onnx");
+        crate::files::tests::mkfifo(&fifo);
+        let options = EncoderOptions::default();
+        for (path, says) in [
+            (dir.path().to_path_buf(), "is a directory"),
+            (fifo.clone(), "is a FIFO"),
+            (PathBuf::from("/dev/zero"), "is a character device"),
+            (dir.path().join("missing.onnx"), "model file not found"),
+        ] {
+            match Encoder::load(&path, &options) {
+                Err(Error::Io { path: p, source }) => {
+                    assert_eq!(p, path);
+                    assert!(source.to_string().contains(says), "{source}");
+                }
+                Err(e) => panic!("{}: expected an I/O error, got {e}", path.display()),
+                Ok(_) => panic!("{}: loaded", path.display()),
+            }
+        }
+        assert!(crate::files::tests::is_fifo(&fifo));
+    }
+}
