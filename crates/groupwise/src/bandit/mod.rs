@@ -121,7 +121,7 @@ impl Default for Blend {
 }
 
 /// Parameters of a [`SlateBandit`]. Strengths and priors are pseudo-counts
-/// of at most [`MAX_STRENGTH`](crate::limits::MAX_STRENGTH).
+/// of at most [`MAX_STRENGTH`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BanditConfig {
@@ -146,13 +146,13 @@ pub struct BanditConfig {
     /// finite and > 0).
     pub half_life: Option<f64>,
     /// Users with their own state (default 100,000; least recently updated
-    /// evicted; 1..=[`MAX_STATE_ENTRIES`](crate::limits::MAX_STATE_ENTRIES)).
+    /// evicted; 1..=[`MAX_STATE_ENTRIES`]).
     pub max_users: usize,
     /// Items per user state (default 200; least examined evicted;
-    /// 1..=[`MAX_USER_ITEMS`](crate::limits::MAX_USER_ITEMS)).
+    /// 1..=[`MAX_USER_ITEMS`]).
     pub max_user_items: usize,
     /// Decisions awaiting feedback (default 1,000,000; oldest evicted;
-    /// 1..=[`MAX_STATE_ENTRIES`](crate::limits::MAX_STATE_ENTRIES)).
+    /// 1..=[`MAX_STATE_ENTRIES`]).
     pub max_pending: usize,
     /// Host-score blending (default [`Blend::Evidence`]).
     pub blend: Blend,

@@ -44,18 +44,26 @@ use crate::error::{Error, Result};
 use crate::runtime::{self, RuntimeConfig};
 use crate::vector::check_finite;
 
+/// Most rows per model call ([`EncoderOptions::batch_size`]).
+const MAX_BATCH: usize = 1 << 20;
+
+/// Most sessions, and most threads per session ([`EncoderOptions`]): each
+/// session holds a copy of the model.
+const MAX_THREADS: usize = 1024;
+
 /// How to load and run an encoder.
 #[derive(Debug, Clone)]
 pub struct EncoderOptions {
     /// Where ONNX Runtime is (see [`crate::runtime`]).
     pub runtime: RuntimeConfig,
-    /// Rows per model call when a large batch is split (default 256).
+    /// Rows per model call when a large batch is split (default 256; at
+    /// most 2^20).
     pub batch_size: usize,
     /// Sessions in the pool, i.e. model calls that can run at once (default:
-    /// the number of cores).
+    /// the number of cores; at most 1,024).
     pub sessions: usize,
     /// ONNX Runtime intra-op threads per session (default 1: the pool already
-    /// runs one call per core).
+    /// runs one call per core; at most 1,024).
     pub intra_op_threads: usize,
 }
 
@@ -64,7 +72,9 @@ impl Default for EncoderOptions {
         EncoderOptions {
             runtime: RuntimeConfig::default(),
             batch_size: 256,
-            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sessions: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(MAX_THREADS),
             intra_op_threads: 1,
         }
     }
@@ -167,13 +177,21 @@ impl Encoder {
     /// what it is).
     pub fn load(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Self> {
         let path = path.as_ref();
-        if options.batch_size == 0 {
-            return Err(Error::invalid("batch_size", "must be at least 1"));
+        if !(1..=MAX_BATCH).contains(&options.batch_size) {
+            return Err(Error::invalid(
+                "batch_size",
+                format!("must be in 1..={MAX_BATCH}, got {}", options.batch_size),
+            ));
         }
-        if options.sessions == 0 || options.intra_op_threads == 0 {
+        if !(1..=MAX_THREADS).contains(&options.sessions)
+            || !(1..=MAX_THREADS).contains(&options.intra_op_threads)
+        {
             return Err(Error::invalid(
                 "sessions",
-                "sessions and intra_op_threads must be at least 1",
+                format!(
+                    "sessions and intra_op_threads must be in 1..={MAX_THREADS}, got {} and {}",
+                    options.sessions, options.intra_op_threads
+                ),
             ));
         }
         // A missing file says so; a directory, FIFO or device is refused by
@@ -537,5 +555,25 @@ mod tests {
             }
         }
         assert!(crate::files::tests::is_fifo(&fifo));
+        // Options that would allocate for their size are refused first.
+        for options in [
+            EncoderOptions {
+                sessions: usize::MAX,
+                ..EncoderOptions::default()
+            },
+            EncoderOptions {
+                intra_op_threads: 0,
+                ..EncoderOptions::default()
+            },
+            EncoderOptions {
+                batch_size: usize::MAX,
+                ..EncoderOptions::default()
+            },
+        ] {
+            assert!(matches!(
+                Encoder::load(&fifo, &options),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
     }
 }

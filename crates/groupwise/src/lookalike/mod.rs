@@ -138,13 +138,13 @@ impl Scorer {
 #[serde(default, deny_unknown_fields)]
 pub struct LookalikeConfig {
     /// Fewest usable seeds a request may have (default 100;
-    /// 0..=[`MAX_MIN_SEEDS`](crate::limits::MAX_MIN_SEEDS), 0 meaning 1).
+    /// 0..=[`MAX_MIN_SEEDS`], 0 meaning 1).
     pub min_seeds: usize,
     /// Seeds per candidate averaged by the kNN-density scorer (default 10;
-    /// 1..=[`MAX_NEIGHBOURS`](crate::limits::MAX_NEIGHBOURS)).
+    /// 1..=[`MAX_NEIGHBOURS`]).
     pub knn_k: usize,
     /// The kNN-density scorer uses a seeded sample of at most this many seeds
-    /// (default 2,048; 1..=[`MAX_SAMPLE`](crate::limits::MAX_SAMPLE)), which
+    /// (default 2,048; 1..=[`MAX_SAMPLE`]), which
     /// bounds its cost on very large seed lists.
     pub knn_max_seeds: usize,
     /// Classifier negatives per seed (default 5; 0..=1,000), sampled from
@@ -153,18 +153,18 @@ pub struct LookalikeConfig {
     /// ... but at least this many (default 1,000; 0..=`max_negatives`) ...
     pub min_negatives: usize,
     /// ... and at most this many (default 20,000;
-    /// 1..=[`MAX_SAMPLE`](crate::limits::MAX_SAMPLE)).
+    /// 1..=[`MAX_SAMPLE`]).
     pub max_negatives: usize,
     /// L2 penalty of the classifier, in units of the total sample weight
-    /// (default 1.0; in [0, [`MAX_L2`](crate::limits::MAX_L2)]).
+    /// (default 1.0; in [0, [`MAX_L2`]]).
     pub l2: f64,
     /// Restart probability of personalised PageRank (default 0.15; in (0, 1]).
     pub restart: f64,
     /// Power iterations of personalised PageRank (default 30;
-    /// 1..=[`MAX_DIFFUSION_ITERATIONS`](crate::limits::MAX_DIFFUSION_ITERATIONS)).
+    /// 1..=[`MAX_DIFFUSION_ITERATIONS`]).
     pub iterations: usize,
     /// Nearest seeds listed in an explanation (default 3; 0..=
-    /// [`MAX_NEIGHBOURS`](crate::limits::MAX_NEIGHBOURS), 0 meaning 1).
+    /// [`MAX_NEIGHBOURS`], 0 meaning 1).
     pub explain_k: usize,
     /// Seed of every random choice (negative sampling, seed sampling; any value).
     pub seed: u64,
