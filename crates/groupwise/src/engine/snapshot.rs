@@ -163,7 +163,9 @@ fn info(path: &Path, bytes: usize, header: &frame::Header, body: &Body) -> Snaps
 
 /// Reads a snapshot file's header and contents without building an engine.
 /// Damaged files give [`Error::CorruptSnapshot`]; a path that is not a
-/// regular file is an [`Error::Io`] (see the module docs).
+/// regular file is an [`Error::Io`] (see the module docs). The frame and the
+/// payload's decoding are checked, not every value: that needs the engine
+/// built (`Engine::load_with` with `load_encoders: false` checks all).
 pub fn inspect(path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
     let bytes = frame::read_file(path, MAGIC)?;
