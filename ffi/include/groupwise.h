@@ -112,8 +112,9 @@ enum gw_result
     // A pointer argument that must not be NULL was NULL (or a buffer pointer
     // was NULL while its length was not 0).
     GW_ERR_NULL_ARGUMENT = 1,
-    // An argument is out of its documented range, or a value cannot be used
-    // (a zero vector, an empty sequence, two ids that hash alike, ...).
+    // An argument or a configuration setting is out of its documented
+    // range, or a value cannot be used (a zero vector, an empty sequence, two
+    // ids that hash alike, ...).
     GW_ERR_INVALID_ARGUMENT = 2,
     // A string argument is not valid UTF-8.
     GW_ERR_INVALID_UTF8 = 3,

@@ -27,8 +27,9 @@ pub enum gw_result {
     /// A pointer argument that must not be NULL was NULL (or a buffer pointer
     /// was NULL while its length was not 0).
     GW_ERR_NULL_ARGUMENT = 1,
-    /// An argument is out of its documented range, or a value cannot be used
-    /// (a zero vector, an empty sequence, two ids that hash alike, ...).
+    /// An argument or a configuration setting is out of its documented
+    /// range, or a value cannot be used (a zero vector, an empty sequence, two
+    /// ids that hash alike, ...).
     GW_ERR_INVALID_ARGUMENT = 2,
     /// A string argument is not valid UTF-8.
     GW_ERR_INVALID_UTF8 = 3,
@@ -170,6 +171,7 @@ pub fn code_of(err: &groupwise_core::Error) -> gw_result {
         E::ZeroVector { .. }
         | E::EmptySequence { .. }
         | E::InvalidArgument { .. }
+        | E::InvalidConfig { .. }
         | E::IdCollision { .. } => gw_result::GW_ERR_INVALID_ARGUMENT,
         E::UnknownUser(_) => gw_result::GW_ERR_UNKNOWN_USER,
         E::TooFewSeeds { .. } => gw_result::GW_ERR_TOO_FEW_SEEDS,
@@ -463,6 +465,13 @@ mod tests {
                 E::InvalidArgument {
                     name: "k",
                     problem: "must be positive".into(),
+                },
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+            ),
+            (
+                E::InvalidConfig {
+                    key: "index.ef_search".into(),
+                    problem: "must be in 1..=4096, got 4000000000".into(),
                 },
                 gw_result::GW_ERR_INVALID_ARGUMENT,
             ),

@@ -1,13 +1,15 @@
-//! Writes the seed corpus of the `snapshot` target: a few tiny snapshots of
-//! synthetic engines (no encoders, no real data), each in both input modes of
-//! the target (raw file, and bare payload to be reframed; see
-//! `fuzz_targets/snapshot.rs`).
+//! Writes the seed corpora of the `snapshot` and `delta` targets: a few tiny
+//! snapshots of synthetic engines (no encoders, no real data) and two replica
+//! deltas, each in the input modes of its target (raw bytes, bare payload to
+//! be reframed, and an edit list on each built-in seed; see
+//! `fuzz_targets/snapshot.rs` and `fuzz_targets/delta.rs`).
 //!
-//! Run from `fuzz/` after a snapshot format change:
+//! Run from `fuzz/` after a snapshot or delta format change:
 //! `cargo run --release --example snapshot_seeds`
 
 use std::path::Path;
 
+use groupwise::bandit::{BanditConfig, SlateBandit};
 use groupwise::{Engine, EngineConfig};
 
 /// A deterministic pseudo-random vector (splitmix64), so reruns give the same
@@ -57,6 +59,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::fs::write(&path, &data)?;
         }
         println!("{name}: {} bytes", bytes.len());
+    }
+    // Mode 2: a built-in seed (one byte) and edits (none here: libFuzzer
+    // grows them). Edit lists of 11 bytes each follow the pick.
+    for pick in 0u8..4 {
+        std::fs::write(out.join(format!("edit-seed{pick}")), [2u8, pick])?;
+    }
+    // One edit: node 40, operation 2 (a special double), argument 1 (+inf).
+    let mut one = vec![2u8, 3, 40, 0, 2];
+    one.extend_from_slice(&1u64.to_le_bytes());
+    std::fs::write(out.join("edit-seed3-inf"), &one)?;
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/delta");
+    std::fs::create_dir_all(&out)?;
+    for (name, half_life) in [("plain", None), ("decayed", Some(3600.0))] {
+        let a = SlateBandit::new(BanditConfig {
+            record_deltas: true,
+            replica_id: 1,
+            half_life,
+            ..BanditConfig::default()
+        })?;
+        a.set_item_categories(&[(5, 1), (6, 2)]);
+        a.record(Some(3), Some(9), &[(5, 1.0, 2.0), (6, 0.0, 1.0)], Some(10.0))?;
+        a.record(Some(4), Some(8), &[(7, 2.0, 0.5)], Some(100.0))?;
+        let bytes = a.export_delta().to_bytes()?;
+        for (mode, body) in [(0u8, &bytes[..]), (1u8, &bytes[32..])] {
+            let mut data = vec![mode];
+            data.extend_from_slice(body);
+            std::fs::write(out.join(format!("{name}-mode{mode}")), &data)?;
+        }
+        println!("delta {name}: {} bytes", bytes.len());
+    }
+    for pick in 0u8..2 {
+        std::fs::write(out.join(format!("edit-seed{pick}")), [2u8, pick])?;
     }
     Ok(())
 }

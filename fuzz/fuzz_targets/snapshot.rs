@@ -1,17 +1,19 @@
 //! Fuzzes snapshot decoding: `engine::inspect_bytes` and `Engine::from_bytes`
-//! on arbitrary bytes. A snapshot may be truncated, corrupted or written by
-//! another build; either call must return an error, never panic or allocate
-//! without bound (`-rss_limit_mb`).
+//! on arbitrary bytes. A snapshot may be truncated, corrupted, crafted or
+//! written by another build; either call must return an error, never panic,
+//! hang or allocate without bound (`-rss_limit_mb`).
 //!
 //! Input: one selector byte, then the bytes.
 //!
-//! | bit 0 | the bytes are |
-//! |-------|---------------|
-//! | 0     | the snapshot file as it is (exercises the frame checks) |
-//! | 1     | the MessagePack payload; the target frames it with this build's magic and version, the right length and a valid XXH3 checksum, so that mutations reach payload decoding and the engine's consistency checks instead of stopping at "checksum mismatch" |
+//! | selector % 3 | the bytes are |
+//! |--------------|---------------|
+//! | 0 | the snapshot file as it is (exercises the frame checks) |
+//! | 1 | the MessagePack payload; the target frames it with this build's magic and version, the right length and a valid XXH3 checksum, so that mutations reach payload decoding and the engine's consistency checks instead of stopping at "checksum mismatch" |
+//! | 2 | structure-aware: byte 0 picks one of four real engines built at start (empty; users with the graph stored; users without it; users with tombstones, segments and a bandit with categories, user state, a replica journal and an open decision), the rest is a list of value edits of its payload (`groupwise_fuzz::edit`: numbers set to NaN, ±inf, -1, 1e308, 2^53+1, lengths cut, elements repeated, removed or swapped, vector bytes overwritten, nodes copied over others), framed with a valid checksum |
 //!
-//! When a snapshot loads, the engine is also used a little (stats, a search,
-//! saving again); errors there are fine too.
+//! **Invariant.** What loads is used a little (stats, a search, a decision
+//! and its feedback, an upsert, a delete) and must then save, and what it
+//! saves must load again: a host never writes a snapshot it cannot restore.
 //!
 //! **Panics.** groupwise loads a stored HNSW graph through `hnsw_rs` inside
 //! `catch_unwind` and turns a panic there into an error. libfuzzer-sys aborts
@@ -28,10 +30,10 @@ use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
+use groupwise::bandit::{Feedback, Request};
 use groupwise::{Engine, EngineConfig};
-use groupwise_fuzz::split;
+use groupwise_fuzz::{edit, frame, split};
 use libfuzzer_sys::fuzz_target;
-use xxhash_rust::xxh3::Xxh3;
 
 /// The first 12 bytes (magic and format version) of this build's snapshots,
 /// taken from a real one so the target follows format changes.
@@ -43,18 +45,61 @@ fn magic_and_version() -> &'static [u8] {
     })
 }
 
-/// `payload` framed as a snapshot: magic, version, flags 0, length, XXH3-64
-/// of bytes 8..24 and the payload, then the payload (see `frame.rs`).
-fn framed(payload: &[u8]) -> Vec<u8> {
-    let mut out = magic_and_version().to_vec();
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let mut h = Xxh3::new();
-    h.update(&out[8..24]);
-    h.update(payload);
-    out.extend_from_slice(&h.digest().to_le_bytes());
-    out.extend_from_slice(payload);
-    out
+/// A deterministic vector (splitmix64).
+fn vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed;
+    (0..dim)
+        .map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+fn engine(dim: usize, users: u64, store_graph: bool) -> Engine {
+    let mut config = EngineConfig::new(dim);
+    config.snapshot.store_graph = store_graph;
+    config.segments.min_size = 5;
+    config.replica_id = Some(1);
+    let engine = Engine::new(config).expect("config");
+    for user in 0..users {
+        engine
+            .upsert_embedding(user * 7 + 1, &vector(user, dim))
+            .expect("upsert");
+    }
+    engine
+}
+
+/// The payloads of the seed engines, as value trees.
+fn seeds() -> &'static [rmpv::Value] {
+    static SEEDS: OnceLock<Vec<rmpv::Value>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let full = engine(4, 30, true);
+        full.delete_user(8).expect("delete");
+        full.build_segments().expect("segments");
+        full.bandit().set_item_categories(&[(1, 1), (2, 2)]);
+        for user in [1, 15, 22, 29, 36] {
+            let d = full
+                .decide(&Request::new(Some(user), None, &[1, 2, 3, 4], 3))
+                .expect("decide");
+            full.feedback(&Feedback {
+                decision: d.id,
+                clicks: &[1],
+                visible: None,
+                now: Some(user as f64),
+            })
+            .expect("feedback");
+        }
+        full.decide(&Request::new(Some(43), None, &[1, 2], 2))
+            .expect("an open decision");
+        [engine(2, 0, true), engine(4, 12, true), engine(3, 12, false), full]
+            .iter()
+            .map(|e| edit::decode(&e.to_bytes().expect("snapshot")[32..]))
+            .collect()
+    })
 }
 
 thread_local! {
@@ -65,6 +110,8 @@ thread_local! {
 /// Replaces libfuzzer-sys's abort-on-any-panic hook with one that only
 /// records the panic (see the module docs), unless strict mode is asked for.
 fn install_panic_hook() {
+    // Built before the hook is replaced: a failure here is a plain crash.
+    let _ = (magic_and_version(), seeds());
     if std::env::var_os("GROUPWISE_FUZZ_STRICT_PANICS").is_some() {
         return;
     }
@@ -76,14 +123,17 @@ fn install_panic_hook() {
 
 fuzz_target!(init: install_panic_hook(), |data: &[u8]| {
     let (sel, bytes) = split(data);
-    let owned;
-    let snapshot = if sel & 1 == 0 {
-        bytes
-    } else {
-        owned = framed(bytes);
-        &owned[..]
+    let snapshot = match sel % 3 {
+        0 => bytes.to_vec(),
+        1 => frame(magic_and_version(), bytes),
+        _ => {
+            let (pick, edits) = split(bytes);
+            let mut tree = seeds()[usize::from(pick) % seeds().len()].clone();
+            edit::apply(&mut tree, edits);
+            frame(magic_and_version(), &edit::encode(&tree))
+        }
     };
-    let escaped = std::panic::catch_unwind(AssertUnwindSafe(|| exercise(snapshot)));
+    let escaped = std::panic::catch_unwind(AssertUnwindSafe(|| exercise(&snapshot)));
     if escaped.is_err() {
         LAST_PANIC.with(|p| eprintln!("a panic escaped groupwise: {}", p.borrow()));
         std::process::abort();
@@ -92,13 +142,30 @@ fuzz_target!(init: install_panic_hook(), |data: &[u8]| {
 
 fn exercise(snapshot: &[u8]) {
     let _ = groupwise::engine::inspect_bytes(snapshot);
-    if let Ok(engine) = Engine::from_bytes(snapshot) {
-        let _ = engine.stats();
-        let dim = engine.config().dim;
-        // A decoded config may claim any dimension; only search small ones.
-        if (1..=4096).contains(&dim) {
-            let _ = engine.search(&vec![0.5; dim], 3);
-        }
-        let _ = engine.to_bytes();
+    let Ok(engine) = Engine::from_bytes(snapshot) else {
+        return;
+    };
+    let _ = engine.stats();
+    let dim = engine.config().dim;
+    let v = vector(99, dim);
+    let _ = engine.search(&v, 3);
+    if let Ok(d) = engine.decide(&Request::new(Some(1), None, &[1, 2, 3, 4], 2)) {
+        let _ = engine.feedback(&Feedback {
+            decision: d.id,
+            clicks: &[0],
+            visible: None,
+            now: Some(1e6),
+        });
+    }
+    let _ = engine.upsert_embedding(1_000_000_007, &v);
+    if let Some(&first) = engine.index().ids().first() {
+        let _ = engine.delete_user(first);
+    }
+    // What loaded and was used saves, and what it saves loads again.
+    let bytes = engine
+        .to_bytes()
+        .unwrap_or_else(|e| panic!("a loaded engine cannot save: {e}"));
+    if let Err(e) = Engine::from_bytes(&bytes) {
+        panic!("a loaded engine saved a snapshot that does not load: {e}");
     }
 }

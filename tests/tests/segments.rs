@@ -330,7 +330,7 @@ fn too_few_users_for_the_floor_is_a_clear_error() -> TestResult {
     };
     assert!(matches!(
         Segments::build(&index, bad),
-        Err(Error::InvalidArgument { .. })
+        Err(Error::InvalidConfig { key, .. }) if key == "segments.min_size"
     ));
     let bad = SegmentConfig {
         method: Method::kmeans(0),

@@ -142,6 +142,16 @@ pub enum Error {
         problem: String,
     },
 
+    /// A configuration setting is outside its documented range (see
+    /// [`crate::limits`] and the README's configuration table).
+    #[error("invalid config: `{key}` {problem}")]
+    InvalidConfig {
+        /// The setting, as written in an engine config (e.g. `index.ef_search`).
+        key: String,
+        /// The range it must lie in, and the value it had.
+        problem: String,
+    },
+
     /// A data file has a malformed row.
     #[error("{path}:{line}: {problem}")]
     Parse {
@@ -220,6 +230,13 @@ impl Error {
         Error::Onnx {
             context: context.into(),
             message: err.to_string(),
+        }
+    }
+
+    pub(crate) fn config(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            key: key.into(),
+            problem: problem.into(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! offset  size  field
 //!      0     8  magic (identifies the kind of file)
 //!      8     4  format version, u32 little-endian
-//!     12     4  flags, u32 little-endian (0; reserved)
+//!     12     4  flags, u32 little-endian (reserved: must be 0)
 //!     16     8  payload length in bytes, u64 little-endian
 //!     24     8  XXH3-64 of bytes 8..24 followed by the payload, u64 little-endian
 //!     32     …  payload (rmp-serde)
@@ -14,13 +14,20 @@
 //! The checksum covers the version, flags and length as well as the payload,
 //! so a flipped bit anywhere after the magic is reported as corruption; a
 //! file whose checksum holds but whose version is unknown was written by
-//! another build, and is reported as such.
+//! another build, and is reported as such. Reserved flags other than 0 are
+//! refused (a later format that sets them is not readable by this build).
+//!
+//! A file is read by [`read_file`]: only a regular file, its header first,
+//! then exactly the payload length the header declares, which must match
+//! the file's size and stay under [`MAX_PAYLOAD_BYTES`].
 
+use std::io::Read;
 use std::path::Path;
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_PAYLOAD_BYTES;
 
 /// Bytes before the payload.
 pub(crate) const HEADER_LEN: usize = 32;
@@ -42,10 +49,21 @@ fn checksum(meta: &[u8], payload: &[u8]) -> u64 {
 
 /// Frames `payload` (already serialized).
 pub(crate) fn encode(magic: &[u8; 8], version: u32, payload: &[u8]) -> Vec<u8> {
+    encode_with_flags(magic, version, 0, payload)
+}
+
+/// [`encode`] with other reserved flags than 0 (which [`decode`] refuses;
+/// for tests).
+pub(crate) fn encode_with_flags(
+    magic: &[u8; 8],
+    version: u32,
+    flags: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(magic);
     out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     let sum = checksum(&out[8..24], payload);
     out.extend_from_slice(&sum.to_le_bytes());
@@ -89,33 +107,23 @@ pub(crate) fn decode<'a>(
             ),
         ));
     }
-    if &bytes[..8] != magic {
-        return Err(corrupt(
-            path,
-            format!(
-                "the file does not start with the magic bytes {:?}",
-                String::from_utf8_lossy(magic)
-            ),
-        ));
-    }
+    let payload_len = check_header(&bytes[..HEADER_LEN], magic, path)?;
     let version = le_u32(&bytes[8..12]);
-    let payload_len = le_u64(&bytes[16..24]);
+    let flags = le_u32(&bytes[12..16]);
     let stored = le_u64(&bytes[24..32]);
     let payload = &bytes[HEADER_LEN..];
-    if payload.len() as u64 != payload_len {
-        return Err(corrupt(
-            path,
-            format!(
-                "the header announces {payload_len} payload bytes but {} follow (truncated or extended)",
-                payload.len()
-            ),
-        ));
-    }
+    check_length(payload_len, payload.len() as u64, path)?;
     let actual = checksum(&bytes[8..24], payload);
     if actual != stored {
         return Err(corrupt(
             path,
             format!("checksum mismatch (stored {stored:016x}, computed {actual:016x})"),
+        ));
+    }
+    if flags != 0 {
+        return Err(corrupt(
+            path,
+            format!("reserved header flags are {flags:#010x}, not 0 (written by another format?)"),
         ));
     }
     if !versions.contains(&version) {
@@ -141,6 +149,76 @@ pub(crate) fn decode<'a>(
     ))
 }
 
+/// Checks the magic and the declared payload length of a header (exactly
+/// [`HEADER_LEN`] bytes); returns that length.
+fn check_header(header: &[u8], magic: &[u8; 8], path: &Path) -> Result<u64> {
+    if &header[..8] != magic {
+        return Err(corrupt(
+            path,
+            format!(
+                "the file does not start with the magic bytes {:?}",
+                String::from_utf8_lossy(magic)
+            ),
+        ));
+    }
+    let payload_len = le_u64(&header[16..24]);
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header announces {payload_len} payload bytes, more than the {MAX_PAYLOAD_BYTES} \
+                 a snapshot or delta may hold"
+            ),
+        ));
+    }
+    Ok(payload_len)
+}
+
+/// Checks that the payload length a header announces is what follows it.
+fn check_length(announced: u64, follows: u64, path: &Path) -> Result<()> {
+    if announced != follows {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header announces {announced} payload bytes but {follows} follow (truncated or extended)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a framed file for [`decode`]: only a regular file (a FIFO, a
+/// device, a directory or a socket is an I/O error naming what it is,
+/// refused before anything is read), and no more than its header declares.
+/// The header's magic and length are checked before the payload is read: a
+/// declared length beyond [`MAX_PAYLOAD_BYTES`] or other than what the file
+/// holds is [`Error::CorruptSnapshot`]. A file shorter than a header is
+/// returned as it is (for [`decode`] to report).
+pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Vec<u8>> {
+    let (file, meta) = crate::files::open_regular(path)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    let mut reader = file.take(HEADER_LEN as u64);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() < HEADER_LEN {
+        return Ok(bytes);
+    }
+    let payload_len = check_header(&bytes, magic, path)?;
+    check_length(
+        payload_len,
+        meta.len().saturating_sub(HEADER_LEN as u64),
+        path,
+    )?;
+    let mut file = reader.into_inner();
+    bytes.reserve_exact(usize::try_from(payload_len).unwrap_or(0));
+    (&mut file)
+        .take(payload_len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory is written and fsynced, renamed over `path`, and the directory
 /// is fsynced. Until the rename, the previous file at `path` stays intact; a
@@ -149,9 +227,12 @@ pub(crate) fn decode<'a>(
 /// A crash mid-write leaves the temporary file (`.<name>.<pid>.*.tmp`);
 /// the next save into the folder removes those of processes that are gone.
 /// A new file is readable by its owner only (snapshots hold user data);
-/// replacing a file keeps that file's permissions.
+/// replacing a file keeps that file's permissions. A `path` that exists
+/// and is not a regular file (a FIFO, a device, a directory) is refused and
+/// left as it is.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    crate::files::check_writable(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -262,6 +343,92 @@ mod tests {
             }) => {}
             other => panic!("expected a version error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn reserved_flags_must_be_zero() {
+        for flags in [1u32, 0x8000_0000, u32::MAX] {
+            let framed = encode_with_flags(MAGIC, 3, flags, b"payload");
+            let err = decode(&framed, MAGIC, 1..=3, Path::new("x")).expect_err("flags refused");
+            assert!(
+                matches!(&err, Error::CorruptSnapshot { problem, .. } if problem.contains("reserved header flags")),
+                "{err}"
+            );
+        }
+        assert!(decode(
+            &encode_with_flags(MAGIC, 3, 0, b"p"),
+            MAGIC,
+            1..=3,
+            Path::new("x")
+        )
+        .is_ok());
+    }
+
+    /// A header declaring `len` payload bytes, with a valid checksum over
+    /// an empty payload (what a crafted file would carry).
+    fn header_declaring(len: u64) -> Vec<u8> {
+        let mut out = encode(MAGIC, 3, b"");
+        out[16..24].copy_from_slice(&len.to_le_bytes());
+        let sum = checksum(&out[8..24], b"");
+        out[24..32].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn files_are_read_only_as_far_as_their_header_declares() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.gw");
+        let framed = encode(MAGIC, 3, b"hello, snapshot");
+        std::fs::write(&path, &framed).expect("write");
+        assert_eq!(read_file(&path, MAGIC).expect("read"), framed);
+
+        // More declared than the file holds, and less.
+        for (declared, follows) in [(1000u64, 0usize), (4, 15), (u64::MAX / 2, 15)] {
+            let mut bytes = header_declaring(declared);
+            bytes.extend(std::iter::repeat_n(b'x', follows));
+            std::fs::write(&path, &bytes).expect("write");
+            let err = read_file(&path, MAGIC).expect_err("refused");
+            assert!(matches!(err, Error::CorruptSnapshot { .. }), "{err}");
+            assert!(decode(&bytes, MAGIC, 1..=3, &path).is_err());
+        }
+        // Beyond the cap, whatever the file holds: refused before reading.
+        let bytes = header_declaring(MAX_PAYLOAD_BYTES + 1);
+        std::fs::write(&path, &bytes).expect("write");
+        let err = read_file(&path, MAGIC).expect_err("refused");
+        assert!(err.to_string().contains("more than the"), "{err}");
+        let err = decode(&bytes, MAGIC, 1..=3, &path).expect_err("refused");
+        assert!(err.to_string().contains("more than the"), "{err}");
+
+        // Short files and other magics are left to decode / reported as such.
+        std::fs::write(&path, b"short").expect("write");
+        assert_eq!(read_file(&path, MAGIC).expect("short"), b"short");
+        std::fs::write(&path, [b'{'; 64]).expect("write");
+        let err = read_file(&path, MAGIC).expect_err("not ours");
+        assert!(err.to_string().contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn non_regular_files_are_neither_read_nor_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe.gw");
+        crate::files::tests::mkfifo(&fifo);
+        for path in [
+            fifo.as_path(),
+            Path::new("/dev/zero"),
+            Path::new("/dev/urandom"),
+            dir.path(),
+        ] {
+            let err = read_file(path, MAGIC).expect_err("refused");
+            assert!(matches!(err, Error::Io { .. }), "{err}");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        let err = write_atomic(&fifo, b"data").expect_err("refused");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(crate::files::tests::is_fifo(&fifo), "still a FIFO");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        assert!(write_atomic(&sub, b"data").is_err());
+        assert!(sub.is_dir());
     }
 
     #[test]

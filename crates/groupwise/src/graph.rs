@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{SearchOptions, UserIndex};
+use crate::limits::MAX_NEIGHBOURS;
 
 /// A symmetric, weighted kNN graph over users.
 pub struct KnnGraph {
@@ -36,7 +37,8 @@ impl std::fmt::Debug for KnnGraph {
 }
 
 impl KnnGraph {
-    /// Links every live user of `index` to its `k` nearest users, keeps each
+    /// Links every live user of `index` to its `k` nearest users (`k` in
+    /// 1..=[`MAX_NEIGHBOURS`]), keeps each
     /// edge in both directions with the larger similarity, and drops edges
     /// with similarity ≤ 0.
     ///
@@ -47,8 +49,11 @@ impl KnnGraph {
     /// [`SearchMode::Approximate`](crate::index::SearchMode) runs one search
     /// per user with those options instead.
     pub fn build(index: &UserIndex, k: usize, options: &SearchOptions<'_>) -> Result<Self> {
-        if k == 0 {
-            return Err(Error::invalid("k", "a kNN graph needs k >= 1"));
+        if !(1..=MAX_NEIGHBOURS).contains(&k) {
+            return Err(Error::invalid(
+                "k",
+                format!("a kNN graph needs k in 1..={MAX_NEIGHBOURS}, got {k}"),
+            ));
         }
         let per_user = options.ef.is_some()
             || options.filter.is_some()

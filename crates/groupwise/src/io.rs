@@ -6,7 +6,7 @@
 //! embeddings leave groupwise without a converter.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -56,11 +56,9 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
 }
 
 /// Reads a 2-D float32 little-endian C-order `.npy` file: `(data, rows, cols)`.
+/// Only a regular file is read (a FIFO or device is an [`Error::Io`]).
 pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_regular(path, None)?;
     let bad = |problem: &str| Error::Parse {
         path: path.to_path_buf(),
         line: 1,
@@ -110,7 +108,7 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         _ => return Err(bad("expected a 2-D array")),
     };
     let body = &bytes[start + hlen..];
-    if body.len() != rows * cols * 4 {
+    if rows.checked_mul(cols).and_then(|n| n.checked_mul(4)) != Some(body.len()) {
         return Err(bad(
             "the data size does not match the shape (truncated file?)",
         ));
@@ -138,7 +136,7 @@ impl EmbeddingTable {
     pub fn load(path: &Path) -> Result<Self> {
         let (data, rows, dim) = read_npy(path)?;
         let ids_file = ids_path(path);
-        let text = std::fs::read_to_string(&ids_file).map_err(|e| Error::io(&ids_file, e))?;
+        let text = crate::files::read_text(&ids_file, None)?;
         let mut ids: Vec<String> = Vec::with_capacity(rows);
         let mut line_of: HashMap<&str, u64> = HashMap::with_capacity(rows);
         for (n, id) in text.lines().enumerate() {
@@ -213,5 +211,27 @@ mod tests {
             "{msg}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn special_files_and_absurd_shapes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("e.npy");
+        crate::files::tests::mkfifo(&fifo);
+        for path in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+            let err = read_npy(path).expect_err("refused");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        // A shape whose byte size overflows: refused, not wrapped around.
+        let p = dir.path().join("big.npy");
+        let header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 1), }}\n",
+            1u64 << 62
+        );
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        std::fs::write(&p, &bytes).expect("write");
+        assert!(read_npy(&p).is_err());
     }
 }

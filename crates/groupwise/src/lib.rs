@@ -24,6 +24,8 @@
 //!   k-means) with a privacy floor, profiles, online assignment and stable ids.
 //! * [`data`]: loaders for interaction logs and item metadata.
 //! * [`io`]: the embeddings file format (`.npy` + ids) the command-line tool writes.
+//! * [`limits`]: the documented range of every setting, and of what is read
+//!   from files.
 //!
 //! ```no_run
 //! use groupwise::data::{Interactions, InteractionsSpec};
@@ -54,10 +56,12 @@ pub mod data;
 pub mod encoder;
 pub mod engine;
 pub mod error;
+mod files;
 mod frame;
 pub mod graph;
 pub mod index;
 pub mod io;
+pub mod limits;
 pub mod lookalike;
 pub mod runtime;
 pub mod segments;

@@ -14,6 +14,14 @@
  *   - corrupt snapshots (bit flip, truncation, garbage, empty) from both
  *     gw_engine_load and gw_snapshot_inspect, missing files -> GW_ERR_IO
  *   - repeated feedback, replica deltas: garbage, damaged, duplicates
+ *   - special files: /dev/zero, /dev/urandom, a FIFO and a folder are refused
+ *     for load/inspect (GW_ERR_IO naming what they are, no endless read or
+ *     hang), a FIFO is not replaced by a save, a header declaring more than
+ *     the file holds is corrupt
+ *   - configs that used to abort or hang the host at the first use
+ *     (ef 4e9, dim SIZE_MAX, lookalike iterations 2^64-1, ...) and unknown
+ *     nested fields: GW_ERR_INVALID_ARGUMENT naming the key, the process
+ *     survives; a huge k answers with the population
  *
  * Each failure also checks that the outputs are unchanged and that the last
  * error message names something specific (the argument, the id, the path).
@@ -28,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h> /* mkfifo, stat */
 #include <unistd.h>
 
 #include "check.h"
@@ -1098,6 +1107,135 @@ static void test_replica_deltas(void) {
     gw_engine_free(b);
 }
 
+/* ------------------------------------------------------------------------ */
+
+static void test_special_files(void) {
+    gw_engine *e = synthetic_engine(20);
+    gw_engine *out = (gw_engine *)&tmpdir;
+    gw_snapshot_info info;
+
+    /* Devices that never end: refused by what they are (the library used to
+     * read them until memory ran out). */
+    CHECK_FAILS(gw_engine_load("/dev/zero", false, &out), GW_ERR_IO, "/dev/zero");
+    CHECK_FAILS(gw_engine_load("/dev/urandom", false, &out), GW_ERR_IO, "character device");
+    CHECK_FAILS(gw_snapshot_inspect("/dev/zero", &info), GW_ERR_IO, "not a regular file");
+    CHECK_FAILS(gw_snapshot_inspect("/dev/urandom", &info), GW_ERR_IO, "/dev/urandom");
+
+    /* A FIFO with no writer: refused without blocking; a save does not
+     * replace it with a regular file. */
+    char fifo[128];
+    tmp_path(fifo, sizeof fifo, "pipe.gw");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK_FAILS(gw_engine_load(fifo, true, &out), GW_ERR_IO, "FIFO");
+    CHECK_FAILS(gw_snapshot_inspect(fifo, &info), GW_ERR_IO, "pipe.gw");
+    CHECK_FAILS(gw_engine_save(e, fifo), GW_ERR_IO, "FIFO");
+    struct stat st;
+    CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    CHECK(remove(fifo) == 0);
+    /* A folder. */
+    CHECK_FAILS(gw_engine_load(tmpdir, false, &out), GW_ERR_IO, "directory");
+    CHECK_FAILS(gw_engine_save(e, tmpdir), GW_ERR_IO, "directory");
+    CHECK(out == (gw_engine *)&tmpdir);
+    CHECK(stats_of(e).snapshots == 0);
+
+    /* A header that declares more than the file holds, or more than any
+     * snapshot may: corrupt, whatever the checksum. */
+    char good[128], bad[128];
+    tmp_path(good, sizeof good, "special-good.gw");
+    tmp_path(bad, sizeof bad, "special-bad.gw");
+    CHECK_RESULT(gw_engine_save(e, good), GW_OK);
+    size_t size = 0;
+    unsigned char *bytes = read_file(good, &size);
+    uint64_t declared[2] = {(uint64_t)size, UINT64_MAX};
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t b = 0; b < 8; b++) bytes[16 + b] = (unsigned char)(declared[i] >> (8 * b));
+        write_file(bad, bytes, size);
+        CHECK_FAILS(gw_engine_load(bad, false, &out), GW_ERR_CORRUPT_SNAPSHOT, "payload bytes");
+        CHECK_FAILS(gw_snapshot_inspect(bad, &info), GW_ERR_CORRUPT_SNAPSHOT, "special-bad.gw");
+    }
+    free(bytes);
+    CHECK(remove(bad) == 0);
+    CHECK(remove(good) == 0);
+    gw_engine_free(e);
+}
+
+/* `json` must be refused with GW_ERR_INVALID_ARGUMENT naming `needle`. If
+ * it is accepted (as it used to be), the engine is used the way that used
+ * to abort the process: an upsert, a lookalike. */
+static void expect_bad_config(const char *json, const char *needle) {
+    gw_engine *e = NULL;
+    gw_result rc = gw_engine_open_json(json, strlen(json), &e);
+    char *msg = last_error();
+    if (rc != GW_ERR_INVALID_ARGUMENT || strstr(msg, needle) == NULL) {
+        fprintf(stderr, "%s:%d: %s: %s (last error: %s), expected GW_ERR_INVALID_ARGUMENT naming %s\n",
+                __FILE__, __LINE__, json, gw_result_name(rc), msg, needle);
+        atomic_fetch_add(&check_failures, 1);
+    }
+    free(msg);
+    if (rc == GW_OK && e != NULL) {
+        float v[DIM];
+        for (uint64_t u = 1; u <= 200; u++) {
+            synthetic_vector(u, N_CLUSTERS, v, DIM);
+            (void)gw_engine_upsert_embedding(e, u, v, DIM, NULL);
+        }
+        gw_engine_free(e);
+    }
+}
+
+static void test_config_ranges(void) {
+    gw_engine *out = (gw_engine *)&tmpdir;
+    CHECK_FAILS(gw_engine_new(SIZE_MAX, &out), GW_ERR_INVALID_ARGUMENT, "dim");
+    CHECK_FAILS(gw_engine_new(1000000000, &out), GW_ERR_INVALID_ARGUMENT, "1000000000");
+    CHECK_FAILS(gw_engine_new(0, &out), GW_ERR_INVALID_ARGUMENT, "`dim` must be in 1..=65536");
+    CHECK(out == (gw_engine *)&tmpdir);
+
+    expect_bad_config("{\"dim\": 8, \"index\": {\"ef_construction\": 4000000000}}",
+                      "`index.ef_construction` must be in 1..=4096, got 4000000000");
+    expect_bad_config("{\"dim\": 8, \"index\": {\"ef_search\": 4000000000}}", "index.ef_search");
+    expect_bad_config("{\"dim\": 1000000000}", "dim");
+    expect_bad_config("{\"dim\": 8, \"graph_k\": 18446744073709551615}", "graph_k");
+    expect_bad_config("{\"dim\": 8, \"lookalike\": {\"knn_k\": 18446744073709551615}}",
+                      "lookalike.knn_k");
+    expect_bad_config("{\"dim\": 8, \"lookalike\": {\"max_negatives\": 18446744073709551615}}",
+                      "lookalike.max_negatives");
+    expect_bad_config("{\"dim\": 8, \"lookalike\": {\"iterations\": 18446744073709551615}}",
+                      "lookalike.iterations");
+    expect_bad_config("{\"dim\": 8, \"segments\": {\"min_size\": 0}}", "segments.min_size");
+    expect_bad_config("{\"dim\": 8, \"segments\": {\"min_overlap\": -3}}",
+                      "segments.min_overlap");
+    expect_bad_config("{\"dim\": 8, \"bandit\": {\"max_pending\": 0}}", "bandit.max_pending");
+    expect_bad_config("{\"dim\": 8, \"bandit\": {\"click_model\": {\"Pbm\": {\"examination\": []}}}}",
+                      "bandit.click_model.Pbm.examination");
+    /* Unknown nested fields: a typo is an error, at every level. */
+    expect_bad_config("{\"dim\": 8, \"bandit\": {\"foo\": 1}}", "foo");
+    expect_bad_config("{\"dim\": 8, \"index\": {\"ef_serach\": 64}}", "ef_serach");
+    expect_bad_config("{\"dim\": 8, \"bandit\": {\"blend\": {\"PriorMean\": "
+                      "{\"strength\": 5, \"strenght\": 6}}}}",
+                      "strenght");
+
+    /* A config at the bounds opens and serves. */
+    const char *edge = "{\"dim\": 8, \"index\": {\"ef_construction\": 4096, \"ef_search\": 4096}, "
+                       "\"lookalike\": {\"iterations\": 1000, \"min_seeds\": 5}}";
+    gw_engine *e = NULL;
+    CHECK_RESULT(gw_engine_open_json(edge, strlen(edge), &e), GW_OK);
+    if (e == NULL) abort();
+    float v[DIM];
+    for (uint64_t u = 1; u <= 300; u++) {
+        synthetic_vector(u, N_CLUSTERS, v, DIM);
+        CHECK_RESULT(gw_engine_upsert_embedding(e, u, v, DIM, NULL), GW_OK);
+    }
+    /* A k far beyond the population answers with the population (it used
+     * to allocate for k and abort). */
+    static uint64_t ids[300];
+    static float sims[300];
+    size_t len = 0;
+    CHECK_RESULT(gw_engine_neighbors(e, 1, (size_t)1 << 40, ids, sims, 300, &len), GW_OK);
+    CHECK(len == 299);
+    CHECK_RESULT(gw_engine_search(e, v, DIM, SIZE_MAX, ids, sims, 300, &len), GW_OK);
+    CHECK(len == 300);
+    gw_engine_free(e);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gw-test-errors-XXXXXX");
     if (mkdtemp(tmpdir) == NULL) {
@@ -1115,6 +1253,8 @@ int main(void) {
     test_corrupt_snapshots();
     test_repeated_feedback();
     test_replica_deltas();
+    test_special_files();
+    test_config_ranges();
     if (rmdir(tmpdir) != 0) {
         perror("rmdir");
         CHECK(0);

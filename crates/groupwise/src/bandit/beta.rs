@@ -5,6 +5,8 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
+use crate::limits::{self, MAX_COUNT};
+
 /// Successes and failures (possibly fractional: position-weighted or decayed),
 /// with the time they were last brought up to date.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,36 +37,36 @@ impl Counts {
         }
     }
 
-    /// Adds an observation (after decaying to `now`).
+    /// Adds an observation (after decaying to `now`). Counts saturate at
+    /// [`MAX_COUNT`].
     #[inline]
     pub fn add(&mut self, successes: f64, failures: f64, now: f64, half_life: Option<f64>) {
         *self = self.at(now, half_life);
-        self.successes += successes;
-        self.failures += failures;
+        self.successes = (self.successes + successes).min(MAX_COUNT);
+        self.failures = (self.failures + failures).min(MAX_COUNT);
         self.time = self.time.max(now);
     }
 
     /// Adds counts recorded elsewhere (another replica's delta): both are
-    /// decayed to the later of their times, then summed. Symmetric in its two
-    /// operands, so merges commute.
+    /// decayed to the later of their times, then summed (saturating at
+    /// [`MAX_COUNT`]). Symmetric in its two operands, so merges commute.
     pub fn merge(&mut self, other: &Counts, half_life: Option<f64>) {
         let t = self.time.max(other.time);
         let (a, b) = (self.at(t, half_life), other.at(t, half_life));
         *self = Counts {
-            successes: a.successes + b.successes,
-            failures: a.failures + b.failures,
+            successes: (a.successes + b.successes).min(MAX_COUNT),
+            failures: (a.failures + b.failures).min(MAX_COUNT),
             time: t,
         };
     }
 
-    /// True if both counts are finite and non-negative (checked on every
-    /// count that comes from outside: snapshots and deltas).
+    /// True if both counts are finite, non-negative and at most
+    /// [`MAX_COUNT`], and the time is finite (checked on every count that
+    /// comes from outside: snapshots and deltas).
     pub fn is_valid(&self) -> bool {
-        self.successes.is_finite()
-            && self.failures.is_finite()
-            && self.successes >= 0.0
-            && self.failures >= 0.0
-            && !self.time.is_nan()
+        limits::valid_count(self.successes)
+            && limits::valid_count(self.failures)
+            && self.time.is_finite()
     }
 
     /// Total evidence (effective examinations).

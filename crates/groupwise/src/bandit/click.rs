@@ -14,14 +14,16 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::limits::{self, MAX_SLOTS};
 
 /// How clicks on a slate become counts.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum ClickModel {
     /// Position-based model with the examination probability of each slot
     /// (slots past the end of the list: 0).
     Pbm {
-        /// θ per slot, each in [0, 1].
+        /// θ per slot, each in [0, 1]; 1..=[`MAX_SLOTS`] slots.
         examination: Vec<f64>,
     },
     /// Cascade model.
@@ -38,14 +40,23 @@ impl Default for ClickModel {
 }
 
 impl ClickModel {
-    /// Checks the examination probabilities.
+    /// Checks the examination probabilities: 1..=[`MAX_SLOTS`] of them, each
+    /// in [0, 1]. Errors name the key as in an engine config
+    /// (`bandit.click_model.Pbm.examination`).
     pub fn validate(&self) -> Result<()> {
         if let ClickModel::Pbm { examination } = self {
-            if examination.iter().any(|t| !(0.0..=1.0).contains(t)) {
-                return Err(Error::invalid(
-                    "examination",
-                    "examination probabilities must be in [0, 1]",
+            let key = "bandit.click_model.Pbm.examination";
+            if !(1..=MAX_SLOTS).contains(&examination.len()) {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "must list 1..={MAX_SLOTS} probabilities, got {}",
+                        examination.len()
+                    ),
                 ));
+            }
+            for (slot, &t) in examination.iter().enumerate() {
+                limits::probability(&format!("{key}[{slot}]"), t)?;
             }
         }
         Ok(())

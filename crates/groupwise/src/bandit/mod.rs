@@ -101,6 +101,7 @@ pub use select::Policy;
 pub use state::{BanditState, Delta};
 
 use crate::error::{Error, Result};
+use crate::limits::{self, MAX_STATE_ENTRIES, MAX_STRENGTH, MAX_USER_ITEMS};
 use crate::segments::SegmentId;
 use select::{choose, Arm};
 
@@ -146,23 +147,26 @@ pub enum Hierarchy {
 
 /// How host scores combine with the engine's posterior.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Blend {
     /// `w = w_min + (w_max − w_min) · n / (n + n_half)` on the posterior draw,
     /// `1 − w` on the host score; `n` = the user's recorded evidence.
     Evidence {
-        /// Weight of the posterior for a user the engine knows nothing about.
+        /// Weight of the posterior for a user the engine knows nothing
+        /// about (in [0, 1]).
         w_min: f64,
-        /// Weight approached as the user's evidence grows.
+        /// Weight approached as the user's evidence grows (in [0, 1]).
         w_max: f64,
-        /// Evidence at which `w` is half-way between the two.
+        /// Evidence at which `w` is half-way between the two (in
+        /// (0, [`MAX_STRENGTH`]]).
         n_half: f64,
     },
-    /// A fixed weight of the posterior (1: ignore host scores).
+    /// A fixed weight of the posterior (in [0, 1]; 1: ignore host scores).
     Fixed(f64),
     /// Host scores are the prior means of the pooled level, at this strength
     /// (pseudo-counts); values are the posterior draws alone.
     PriorMean {
-        /// Pseudo-counts of the host's prior.
+        /// Pseudo-counts of the host's prior (in (0, [`MAX_STRENGTH`]]).
         strength: f64,
     },
 }
@@ -177,34 +181,39 @@ impl Default for Blend {
     }
 }
 
-/// Parameters of a [`SlateBandit`].
+/// Parameters of a [`SlateBandit`]. Strengths and priors are pseudo-counts
+/// of at most [`MAX_STRENGTH`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BanditConfig {
-    /// Base prior α (default 1: with β = 1, flat).
+    /// Base prior α (default 1: with β = 1, flat; > 0).
     pub prior_alpha: f64,
-    /// Base prior β (default 1; 99 gives Deezer's pessimistic Beta(1, 99)).
+    /// Base prior β (default 1; 99 gives Deezer's pessimistic Beta(1, 99); > 0).
     pub prior_beta: f64,
     /// Pseudo-counts of the pooled mean in a segment's prior (default 10;
-    /// 0 disables pooling: segments start from the base prior).
+    /// ≥ 0; 0 disables pooling: segments start from the base prior).
     pub pooling_strength: f64,
     /// Pseudo-counts of the category's mean in an item's pooled prior
-    /// (default 10; used for items with a category, see
+    /// (default 10; ≥ 0; used for items with a category, see
     /// [`SlateBandit::set_item_categories`]).
     pub category_strength: f64,
-    /// Pseudo-counts of the segment's mean in a user's prior (default 20).
+    /// Pseudo-counts of the segment's mean in a user's prior (default 20; ≥ 0).
     pub user_strength: f64,
     /// Levels used (default all three).
     pub hierarchy: Hierarchy,
     /// How clicks become counts (default PBM with examination 1 / (1 + slot)).
     pub click_model: ClickModel,
-    /// Half-life of counts in seconds of the host's clock (default none).
+    /// Half-life of counts in seconds of the host's clock (default none;
+    /// finite and > 0).
     pub half_life: Option<f64>,
-    /// Users with their own state (default 100,000; least recently updated evicted).
+    /// Users with their own state (default 100,000; least recently updated
+    /// evicted; 1..=[`MAX_STATE_ENTRIES`]).
     pub max_users: usize,
-    /// Items per user state (default 200; least examined evicted).
+    /// Items per user state (default 200; least examined evicted;
+    /// 1..=[`MAX_USER_ITEMS`]).
     pub max_user_items: usize,
-    /// Decisions awaiting feedback (default 1,000,000; oldest evicted).
+    /// Decisions awaiting feedback (default 1,000,000; oldest evicted;
+    /// 1..=[`MAX_STATE_ENTRIES`]).
     pub max_pending: usize,
     /// Host-score blending (default [`Blend::Evidence`]).
     pub blend: Blend,
@@ -251,57 +260,45 @@ impl Default for BanditConfig {
 }
 
 impl BanditConfig {
-    fn validate(&self) -> Result<()> {
-        let positive = |x: f64| x.is_finite() && x > 0.0;
-        let non_negative = |x: f64| x.is_finite() && x >= 0.0;
-        if !positive(self.prior_alpha) || !positive(self.prior_beta) {
-            return Err(Error::invalid(
-                "prior",
-                "prior_alpha and prior_beta must be finite and > 0",
-            ));
+    /// Checks every setting against its documented range (see the field
+    /// docs and [`crate::limits`]); errors name the key as in an engine
+    /// config (`bandit.prior_beta`).
+    pub(crate) fn validate(&self) -> Result<()> {
+        let strength =
+            |key: &str, x: f64, open: bool| limits::real(key, x, 0.0, open, MAX_STRENGTH);
+        strength("bandit.prior_alpha", self.prior_alpha, true)?;
+        strength("bandit.prior_beta", self.prior_beta, true)?;
+        strength("bandit.pooling_strength", self.pooling_strength, false)?;
+        strength("bandit.category_strength", self.category_strength, false)?;
+        strength("bandit.user_strength", self.user_strength, false)?;
+        if let Some(h) = self.half_life {
+            limits::real("bandit.half_life", h, 0.0, true, f64::MAX)?;
         }
-        if !non_negative(self.pooling_strength)
-            || !non_negative(self.category_strength)
-            || !non_negative(self.user_strength)
-        {
-            return Err(Error::invalid(
-                "strength",
-                "pooling, category and user strengths must be finite and >= 0",
-            ));
-        }
-        if self.half_life.is_some_and(|h| !positive(h)) {
-            return Err(Error::invalid("half_life", "must be finite and > 0"));
-        }
-        if self.max_users == 0 || self.max_user_items == 0 || self.max_pending == 0 {
-            return Err(Error::invalid("max_*", "state caps must be >= 1"));
-        }
+        limits::count("bandit.max_users", self.max_users, 1..=MAX_STATE_ENTRIES)?;
+        limits::count(
+            "bandit.max_user_items",
+            self.max_user_items,
+            1..=MAX_USER_ITEMS,
+        )?;
+        limits::count(
+            "bandit.max_pending",
+            self.max_pending,
+            1..=MAX_STATE_ENTRIES,
+        )?;
         match self.blend {
             Blend::Evidence {
                 w_min,
                 w_max,
                 n_half,
-            } if !(0.0..=1.0).contains(&w_min)
-                || !(0.0..=1.0).contains(&w_max)
-                || !positive(n_half) =>
-            {
-                return Err(Error::invalid(
-                    "blend",
-                    "weights must be in [0, 1] and n_half > 0",
-                ));
+            } => {
+                limits::probability("bandit.blend.Evidence.w_min", w_min)?;
+                limits::probability("bandit.blend.Evidence.w_max", w_max)?;
+                strength("bandit.blend.Evidence.n_half", n_half, true)?;
             }
-            Blend::Fixed(w) if !(0.0..=1.0).contains(&w) => {
-                return Err(Error::invalid(
-                    "blend",
-                    "the fixed weight must be in [0, 1]",
-                ));
+            Blend::Fixed(w) => limits::probability("bandit.blend.Fixed", w)?,
+            Blend::PriorMean { strength: s } => {
+                strength("bandit.blend.PriorMean.strength", s, true)?
             }
-            Blend::PriorMean { strength } if !positive(strength) => {
-                return Err(Error::invalid(
-                    "blend",
-                    "the prior strength must be finite and > 0",
-                ));
-            }
-            _ => {}
         }
         self.click_model.validate()
     }
@@ -553,8 +550,8 @@ impl ItemCounts {
         }
         for (s, c) in moved {
             let e = self.segment_mut(s);
-            e.successes += c.successes;
-            e.failures += c.failures;
+            e.successes = (e.successes + c.successes).min(limits::MAX_COUNT);
+            e.failures = (e.failures + c.failures).min(limits::MAX_COUNT);
             e.time = e.time.max(c.time);
         }
     }
@@ -1010,7 +1007,8 @@ impl SlateBandit {
 
     /// Records observations that did not come from [`decide`](Self::decide)
     /// (e.g. logs of another policy): `(item, successes, failures)` per item,
-    /// already weighted by the click model.
+    /// already weighted by the click model (each finite, ≥ 0 and at most
+    /// [`MAX_COUNT`](crate::limits::MAX_COUNT)).
     pub fn record(
         &self,
         segment: Option<SegmentId>,
@@ -1020,12 +1018,15 @@ impl SlateBandit {
     ) -> Result<()> {
         if observations
             .iter()
-            .any(|&(_, s, f)| !(s.is_finite() && f.is_finite() && s >= 0.0 && f >= 0.0))
+            .any(|&(_, s, f)| !(limits::valid_count(s) && limits::valid_count(f)))
         {
             return Err(Error::invalid(
                 "observations",
-                "successes and failures must be finite and >= 0",
+                "successes and failures must be finite, >= 0 and at most 2^53",
             ));
+        }
+        if now.is_some_and(|t| !t.is_finite()) {
+            return Err(Error::invalid("now", "must be finite"));
         }
         self.apply(
             segment,

@@ -149,10 +149,11 @@ impl BanditState {
     /// Checks what a file could get wrong even with a valid checksum.
     fn validate(&self) -> Result<()> {
         self.config.validate()?;
+        self.check_layout()?;
         let bad = |what: &str| {
             Err(Error::invalid(
                 "bandit state",
-                format!("{what} has negative or non-finite counts"),
+                format!("{what} has counts that are negative, non-finite or above 2^53, or a non-finite time"),
             ))
         };
         let item_ok = |c: &ItemCounts| {
@@ -190,6 +191,180 @@ impl BanditState {
     }
 }
 
+impl BanditState {
+    /// Checks the shape of the state: every list sorted by a unique key (as
+    /// exported), journals one level deep, each user's items within the
+    /// cap and unique, update ticks unique within a shard, and merged
+    /// sequence numbers recorded consistently.
+    fn check_layout(&self) -> Result<()> {
+        let bad = |problem: String| Err(Error::invalid("bandit state", problem));
+        fn increasing<K: Ord, V>(list: &[(K, V)]) -> bool {
+            list.windows(2).all(|w| w[0].0 < w[1].0)
+        }
+        if !increasing(&self.items)
+            || !increasing(&self.categories)
+            || !increasing(&self.category_journal)
+            || !increasing(&self.item_category)
+            || !increasing(&self.user_journal)
+            || !increasing(&self.applied)
+            || !self.users.windows(2).all(|w| w[0].user < w[1].user)
+        {
+            return bad(
+                "a list of items, categories, users or replicas is not sorted by unique ids".into(),
+            );
+        }
+        if let Some((item, _)) = self
+            .items
+            .iter()
+            .find(|(_, c)| c.journal.as_ref().is_some_and(|j| j.journal.is_some()))
+        {
+            return bad(format!("the journal of item {item} has a journal"));
+        }
+        let mut ticks = std::collections::HashSet::with_capacity(self.users.len());
+        for u in &self.users {
+            if u.items.len() > self.config.max_user_items || !increasing(&u.items) {
+                return bad(format!(
+                    "user {} has more than {} items, or an item twice",
+                    u.user, self.config.max_user_items
+                ));
+            }
+            if !ticks.insert((shard_of(u.user), u.tick)) {
+                return bad(format!("user {} shares its update tick {}", u.user, u.tick));
+            }
+        }
+        for (user, j) in &self.user_journal {
+            let mut items: Vec<u64> = j.items.iter().map(|i| i.0).collect();
+            items.sort_unstable();
+            if items.windows(2).any(|w| w[0] == w[1]) {
+                return bad(format!("the journal of user {user} lists an item twice"));
+            }
+        }
+        if let Some((replica, _)) = self.applied.iter().find(|(_, a)| {
+            a.above
+                .first()
+                .is_some_and(|&s| s <= a.through.saturating_add(1))
+        }) {
+            return bad(format!(
+                "the merged deltas of replica {replica} are recorded inconsistently"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every count of an item's entry, named by where it is (for tests).
+#[cfg(test)]
+fn item_counts_mut<'a>(
+    what: String,
+    c: &'a mut ItemCounts,
+    out: &mut Vec<(String, &'a mut Counts)>,
+) {
+    let ItemCounts {
+        pooled,
+        segments,
+        journal,
+    } = c;
+    out.push((format!("{what} pooled"), pooled));
+    for (s, counts) in segments.iter_mut() {
+        out.push((format!("{what} segment {s}"), counts));
+    }
+    if let Some(j) = journal.as_deref_mut() {
+        item_counts_mut(format!("{what} journal"), j, out);
+    }
+}
+
+/// Every count of a user's changes, named by where it is (for tests).
+#[cfg(test)]
+fn journal_counts_mut<'a>(
+    what: String,
+    j: &'a mut UserJournal,
+    out: &mut Vec<(String, &'a mut Counts)>,
+) {
+    out.push((format!("{what} evidence"), &mut j.evidence));
+    for (item, counts) in j.items.iter_mut() {
+        out.push((format!("{what} item {item}"), counts));
+    }
+}
+
+/// Ways to damage a state, for the tests of its checks (here and in the
+/// engine's snapshot tests).
+#[cfg(test)]
+impl BanditState {
+    /// Every count in the state, named by where it is.
+    pub(crate) fn counts_mut(&mut self) -> Vec<(String, &mut Counts)> {
+        let mut out = Vec::new();
+        let BanditState {
+            items,
+            categories,
+            category_journal,
+            users,
+            user_journal,
+            ..
+        } = self;
+        for (item, c) in items.iter_mut() {
+            item_counts_mut(format!("item {item}"), c, &mut out);
+        }
+        for (c, counts) in categories.iter_mut() {
+            out.push((format!("category {c}"), counts));
+        }
+        for (c, counts) in category_journal.iter_mut() {
+            out.push((format!("category journal {c}"), counts));
+        }
+        for u in users.iter_mut() {
+            out.push((format!("user {} evidence", u.user), &mut u.evidence));
+            for (item, counts) in u.items.iter_mut() {
+                out.push((format!("user {} item {item}", u.user), counts));
+            }
+        }
+        for (user, j) in user_journal.iter_mut() {
+            journal_counts_mut(format!("user journal {user}"), j, &mut out);
+        }
+        out
+    }
+
+    /// Lists the first item twice.
+    pub(crate) fn duplicate_first_item(&mut self) {
+        let first = self.items[0].clone();
+        self.items.insert(0, first);
+    }
+
+    /// Gives the first two users (of one shard) the same update tick.
+    pub(crate) fn share_a_tick(&mut self) {
+        let shard = shard_of(self.users[0].user);
+        let other = self
+            .users
+            .iter()
+            .position(|u| u.user != self.users[0].user && shard_of(u.user) == shard)
+            .expect("two users in one shard");
+        self.users[other].tick = self.users[0].tick;
+    }
+}
+
+/// Ways to damage a delta, for the tests of its checks.
+#[cfg(test)]
+impl Delta {
+    /// Every count in the delta, named by where it is.
+    pub(crate) fn counts_mut(&mut self) -> Vec<(String, &mut Counts)> {
+        let mut out = Vec::new();
+        let Delta {
+            items,
+            categories,
+            users,
+            ..
+        } = self;
+        for (item, c) in items.iter_mut() {
+            item_counts_mut(format!("item {item}"), c, &mut out);
+        }
+        for (c, counts) in categories.iter_mut() {
+            out.push((format!("category {c}"), counts));
+        }
+        for (user, j) in users.iter_mut() {
+            journal_counts_mut(format!("user {user}"), j, &mut out);
+        }
+        out
+    }
+}
+
 /// Count changes one replica learned between two exports; see the module
 /// docs for the protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,7 +397,11 @@ impl Delta {
         Ok(crate::frame::encode(DELTA_MAGIC, DELTA_VERSION, &payload))
     }
 
-    /// Reads [`to_bytes`](Self::to_bytes)'s output.
+    /// Reads [`to_bytes`](Self::to_bytes)'s output. Damaged bytes, and
+    /// bytes whose checksum holds but whose values do not (counts negative,
+    /// non-finite or above [`MAX_COUNT`](crate::limits::MAX_COUNT), lists
+    /// out of order, sequence number 0, reserved header flags set), are
+    /// [`Error::CorruptSnapshot`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Delta> {
         let path = std::path::Path::new("<delta>");
         let (_, payload) =
@@ -231,25 +410,51 @@ impl Delta {
             path: path.to_path_buf(),
             problem: format!("cannot decode the delta: {e}"),
         })?;
-        delta.validate()?;
+        delta.validate().map_err(|e| Error::CorruptSnapshot {
+            path: path.to_path_buf(),
+            problem: format!("the delta holds invalid values: {e}"),
+        })?;
         Ok(delta)
     }
 
+    /// Checks what bytes could get wrong even with a valid checksum: the
+    /// sequence number, every count (finite, non-negative, at most
+    /// [`MAX_COUNT`](crate::limits::MAX_COUNT), finite times) and the
+    /// layout (lists sorted by unique ids, no nested journal, no item twice
+    /// in a user's changes).
     fn validate(&self) -> Result<()> {
-        let ok = self
-            .items
-            .iter()
-            .all(|(_, c)| c.pooled.is_valid() && c.segments.iter().all(|s| s.1.is_valid()))
-            && self.categories.iter().all(|c| c.1.is_valid())
+        let bad = |problem: &str| Err(Error::invalid("delta", problem.to_string()));
+        if self.seq == 0 {
+            return bad("sequence number 0 (sequences start at 1)");
+        }
+        let ok = self.items.iter().all(|(_, c)| {
+            c.pooled.is_valid()
+                && c.segments.iter().all(|s| s.1.is_valid())
+                && c.segments.windows(2).all(|w| w[0].0 < w[1].0)
+                && c.journal.is_none()
+        }) && self.categories.iter().all(|c| c.1.is_valid())
             && self
                 .users
                 .iter()
                 .all(|(_, j)| j.evidence.is_valid() && j.items.iter().all(|i| i.1.is_valid()));
-        if self.seq == 0 || !ok {
-            return Err(Error::invalid(
-                "delta",
-                "sequence number 0, or negative or non-finite counts",
-            ));
+        if !ok {
+            return bad("counts that are negative, non-finite or above 2^53, or a non-finite time");
+        }
+        let increasing = |ids: &mut dyn Iterator<Item = u64>| {
+            let ids: Vec<u64> = ids.collect();
+            ids.windows(2).all(|w| w[0] < w[1])
+        };
+        let users_ok = self.users.iter().all(|(_, j)| {
+            let mut items: Vec<u64> = j.items.iter().map(|i| i.0).collect();
+            items.sort_unstable();
+            items.windows(2).all(|w| w[0] < w[1])
+        });
+        if !increasing(&mut self.items.iter().map(|e| e.0))
+            || !increasing(&mut self.categories.iter().map(|e| u64::from(e.0)))
+            || !increasing(&mut self.users.iter().map(|e| e.0))
+            || !users_ok
+        {
+            return bad("an item, category or user is listed twice or out of order");
         }
         Ok(())
     }
@@ -590,5 +795,169 @@ mod tests {
         assert!(b.export_delta().is_empty());
         // The journal restarted at the export.
         assert!(a.export_delta().is_empty());
+    }
+
+    /// Values a count must never hold, whatever its checksum says.
+    const BAD_COUNTS: [f64; 6] = [
+        -1.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        1e308,
+        1.2e16, // above 2^53
+    ];
+
+    /// A delta of replica 1 with counts at every level: pooled, segments,
+    /// categories, users.
+    fn rich_delta() -> Delta {
+        let a = bandit(1);
+        a.set_item_categories(&[(5, 1), (6, 2)]);
+        a.record(
+            Some(3),
+            Some(9),
+            &[(5, 1.0, 2.0), (6, 0.0, 1.0)],
+            Some(10.0),
+        )
+        .expect("record");
+        a.record(Some(4), Some(8), &[(7, 2.0, 0.5)], Some(11.0))
+            .expect("record");
+        let mut d = a.export_delta();
+        assert!(d.counts_mut().len() >= 12, "{d:?}");
+        d
+    }
+
+    #[test]
+    fn deltas_with_invalid_values_are_refused_and_change_nothing() {
+        let good = rich_delta();
+        let b = bandit(2);
+        b.record(Some(3), Some(9), &[(5, 3.0, 4.0)], Some(5.0))
+            .expect("record");
+        let before = b.export_state();
+        let mut cases: Vec<(String, Delta)> = Vec::new();
+        for i in 0..good.clone().counts_mut().len() {
+            for value in BAD_COUNTS {
+                for field in ["successes", "failures"] {
+                    let mut d = good.clone();
+                    let (place, c) = d.counts_mut().swap_remove(i);
+                    if field == "successes" {
+                        c.successes = value;
+                    } else {
+                        c.failures = value;
+                    }
+                    cases.push((format!("{place} {field} = {value}"), d));
+                }
+            }
+            for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                let mut d = good.clone();
+                let (place, c) = d.counts_mut().swap_remove(i);
+                c.time = value;
+                cases.push((format!("{place} time = {value}"), d));
+            }
+        }
+        let mut d = good.clone();
+        d.seq = 0;
+        cases.push(("sequence number 0".into(), d));
+        let mut d = good.clone();
+        let first = d.items[0].clone();
+        d.items.push(first);
+        cases.push(("an item twice".into(), d));
+        let mut d = good.clone();
+        d.users.reverse();
+        cases.push(("users out of order".into(), d));
+        let mut d = good.clone();
+        d.items[0].1.journal = Some(Box::new(d.items[0].1.clone()));
+        cases.push(("a nested journal".into(), d));
+        let mut d = good.clone();
+        let item = d.users[0].1.items[0];
+        d.users[0].1.items.push(item);
+        cases.push(("a user's item twice".into(), d));
+
+        for (what, bad) in &cases {
+            // Framed with a valid checksum: the bytes are refused as corrupt.
+            let bytes = bad.to_bytes().expect("serialize");
+            match Delta::from_bytes(&bytes) {
+                Err(Error::CorruptSnapshot { problem, .. }) => {
+                    assert!(problem.contains("invalid values"), "{what}: {problem}")
+                }
+                other => panic!("{what}: expected a corrupt delta, got {other:?}"),
+            }
+            // Handed over as a value: refused, nothing changes.
+            assert!(b.merge_delta(bad).is_err(), "{what}");
+            assert_eq!(b.export_state(), before, "{what}");
+            assert_eq!(b.stats().merged_deltas, 0);
+        }
+        // Reserved header flags.
+        let payload = rmp_serde::to_vec(&good).expect("serialize");
+        let flagged = crate::frame::encode_with_flags(DELTA_MAGIC, DELTA_VERSION, 1, &payload);
+        assert!(matches!(
+            Delta::from_bytes(&flagged),
+            Err(Error::CorruptSnapshot { .. })
+        ));
+        // The intact delta, re-framed the same way, merges.
+        let back = Delta::from_bytes(&good.to_bytes().expect("serialize")).expect("valid");
+        assert!(b.merge_delta(&back).expect("merge"));
+    }
+
+    #[test]
+    fn counts_saturate_so_every_state_reloads() {
+        let mut huge = rich_delta();
+        for (_, c) in huge.counts_mut() {
+            c.successes = limits::MAX_COUNT;
+            c.failures = limits::MAX_COUNT;
+        }
+        let b = bandit(2);
+        for seq in 1..=3 {
+            huge.seq = seq;
+            assert!(b.merge_delta(&huge).expect("merge"));
+        }
+        assert_eq!(b.pooled_counts(5).successes, limits::MAX_COUNT);
+        b.record(Some(3), Some(9), &[(5, limits::MAX_COUNT, 1.0)], Some(20.0))
+            .expect("record");
+        assert_eq!(b.pooled_counts(5).successes, limits::MAX_COUNT);
+        let state = b.export_state();
+        SlateBandit::from_state(state).expect("what a bandit holds reloads");
+        // Observations beyond the bound, or at a non-finite time, are refused.
+        for (s, now) in [
+            (1e308, Some(1.0)),
+            (f64::INFINITY, None),
+            (1.0, Some(f64::INFINITY)),
+        ] {
+            assert!(
+                b.record(None, None, &[(5, s, 0.0)], now).is_err(),
+                "{s} {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn states_with_invalid_values_are_refused() {
+        let b = bandit(1);
+        b.set_item_categories(&[(5, 1)]);
+        for user in 0..200 {
+            b.record(
+                Some(3),
+                Some(user),
+                &[(5, 1.0, 2.0), (6, 0.0, 1.0)],
+                Some(1.0),
+            )
+            .expect("record");
+        }
+        let good = b.export_state();
+        SlateBandit::from_state(good.clone()).expect("valid");
+        let places = good.clone().counts_mut().len();
+        for i in (0..places).step_by(7) {
+            for value in BAD_COUNTS {
+                let mut s = good.clone();
+                let (place, c) = s.counts_mut().swap_remove(i);
+                c.failures = value;
+                assert!(SlateBandit::from_state(s).is_err(), "{place} = {value}");
+            }
+        }
+        let mut s = good.clone();
+        s.duplicate_first_item();
+        assert!(SlateBandit::from_state(s).is_err(), "an item twice");
+        let mut s = good.clone();
+        s.share_a_tick();
+        assert!(SlateBandit::from_state(s).is_err(), "two users, one tick");
     }
 }

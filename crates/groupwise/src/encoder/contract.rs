@@ -349,7 +349,7 @@ impl ModelContract {
             (Some(v), _) => Some(v.to_string()),
             (None, Some(f)) => {
                 let p = path.parent().unwrap_or(Path::new(".")).join(f);
-                Some(std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?)
+                Some(crate::files::read_text(&p, None)?)
             }
             (None, None) => None,
         };

@@ -44,18 +44,26 @@ use crate::error::{Error, Result};
 use crate::runtime::{self, RuntimeConfig};
 use crate::vector::check_finite;
 
+/// Most rows per model call ([`EncoderOptions::batch_size`]).
+const MAX_BATCH: usize = 1 << 20;
+
+/// Most sessions, and most threads per session ([`EncoderOptions`]): each
+/// session holds a copy of the model.
+const MAX_THREADS: usize = 1024;
+
 /// How to load and run an encoder.
 #[derive(Debug, Clone)]
 pub struct EncoderOptions {
     /// Where ONNX Runtime is (see [`crate::runtime`]).
     pub runtime: RuntimeConfig,
-    /// Rows per model call when a large batch is split (default 256).
+    /// Rows per model call when a large batch is split (default 256; at
+    /// most 2^20).
     pub batch_size: usize,
     /// Sessions in the pool, i.e. model calls that can run at once (default:
-    /// the number of cores).
+    /// the number of cores; at most 1,024).
     pub sessions: usize,
     /// ONNX Runtime intra-op threads per session (default 1: the pool already
-    /// runs one call per core).
+    /// runs one call per core; at most 1,024).
     pub intra_op_threads: usize,
 }
 
@@ -64,7 +72,9 @@ impl Default for EncoderOptions {
         EncoderOptions {
             runtime: RuntimeConfig::default(),
             batch_size: 256,
-            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sessions: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(MAX_THREADS),
             intra_op_threads: 1,
         }
     }
@@ -162,36 +172,40 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// Loads a model and checks it against the contract.
+    /// Loads a model and checks it against the contract. `path` must be a
+    /// regular file (a directory, FIFO or device is an [`Error::Io`] saying
+    /// what it is).
     pub fn load(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Self> {
         let path = path.as_ref();
-        if options.batch_size == 0 {
-            return Err(Error::invalid("batch_size", "must be at least 1"));
-        }
-        if options.sessions == 0 || options.intra_op_threads == 0 {
+        if !(1..=MAX_BATCH).contains(&options.batch_size) {
             return Err(Error::invalid(
-                "sessions",
-                "sessions and intra_op_threads must be at least 1",
+                "batch_size",
+                format!("must be in 1..={MAX_BATCH}, got {}", options.batch_size),
             ));
         }
-        if !path.is_file() {
-            let (kind, problem) = if path.is_dir() {
-                (
-                    std::io::ErrorKind::IsADirectory,
-                    "is a directory, not a model file",
-                )
-            } else if path.exists() {
-                (
-                    std::io::ErrorKind::InvalidInput,
-                    "is not a regular file, so not a model file",
-                )
-            } else {
-                (std::io::ErrorKind::NotFound, "model file not found")
-            };
-            return Err(Error::io(path, std::io::Error::new(kind, problem)));
+        if !(1..=MAX_THREADS).contains(&options.sessions)
+            || !(1..=MAX_THREADS).contains(&options.intra_op_threads)
+        {
+            return Err(Error::invalid(
+                "sessions",
+                format!(
+                    "sessions and intra_op_threads must be in 1..={MAX_THREADS}, got {} and {}",
+                    options.sessions, options.intra_op_threads
+                ),
+            ));
         }
+        // A missing file says so; a directory, FIFO or device is refused by
+        // what it is, before the runtime is loaded.
+        let (file, _) = crate::files::open_regular(path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
+            ),
+            e => e,
+        })?;
+        drop(file);
         let env = runtime::environment(&options.runtime)?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_regular(path, None)?;
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
             let session = Session::builder(env)
@@ -512,5 +526,54 @@ impl Encoder {
         }
         check_finite(&format!("output `{}` of the model", c.output), data)?;
         Ok(data.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_path_that_is_not_a_regular_file_is_named_before_anything_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("model.onnx");
+        crate::files::tests::mkfifo(&fifo);
+        let options = EncoderOptions::default();
+        for (path, says) in [
+            (dir.path().to_path_buf(), "is a directory"),
+            (fifo.clone(), "is a FIFO"),
+            (PathBuf::from("/dev/zero"), "is a character device"),
+            (dir.path().join("missing.onnx"), "model file not found"),
+        ] {
+            match Encoder::load(&path, &options) {
+                Err(Error::Io { path: p, source }) => {
+                    assert_eq!(p, path);
+                    assert!(source.to_string().contains(says), "{source}");
+                }
+                Err(e) => panic!("{}: expected an I/O error, got {e}", path.display()),
+                Ok(_) => panic!("{}: loaded", path.display()),
+            }
+        }
+        assert!(crate::files::tests::is_fifo(&fifo));
+        // Options that would allocate for their size are refused first.
+        for options in [
+            EncoderOptions {
+                sessions: usize::MAX,
+                ..EncoderOptions::default()
+            },
+            EncoderOptions {
+                intra_op_threads: 0,
+                ..EncoderOptions::default()
+            },
+            EncoderOptions {
+                batch_size: usize::MAX,
+                ..EncoderOptions::default()
+            },
+        ] {
+            assert!(matches!(
+                Encoder::load(&fifo, &options),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
     }
 }

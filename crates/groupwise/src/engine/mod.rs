@@ -342,7 +342,11 @@ impl Engine {
         if !self.index.contains(user) {
             return Ok(false);
         }
-        if let Some(s) = self.segments.write().as_mut() {
+        // Held until the user is out of the index too, so that a concurrent
+        // upsert of the same user cannot place it in a segment in between
+        // (a segment member must be indexed).
+        let mut segments = self.segments.write();
+        if let Some(s) = segments.as_mut() {
             s.remove(&self.index, user)?;
         }
         match self.index.delete(user) {
@@ -351,6 +355,7 @@ impl Engine {
             Err(Error::UnknownUser(_)) => return Ok(false),
             Err(e) => return Err(e),
         }
+        drop(segments);
         self.bandit.forget_user(user);
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         Ok(true)
@@ -420,6 +425,9 @@ impl Engine {
         let build = next.report().clone();
         let _gate = self.gate.write();
         let mut current = self.segments.write();
+        // Users deleted while the discovery ran leave the new segments too
+        // (a snapshot must only name live users).
+        next.retain_indexed(&self.index)?;
         let mut placed_late = 0;
         for user in self.index.ids() {
             if next.segment_of(user).is_none() && next.place(&self.index, user).is_ok() {

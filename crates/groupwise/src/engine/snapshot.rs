@@ -15,6 +15,20 @@
 //! over the target and fsyncs the folder: the previous snapshot stays valid
 //! until the new one is complete, whatever the moment of a crash.
 //!
+//! **What is trusted.** Nothing: only a regular file is read or replaced
+//! (a FIFO, a device, a directory or a socket is an I/O error naming what
+//! it is, and is left as it is); the header is read first and then exactly
+//! the payload length it declares, which must match the file's size and
+//! stay under [`crate::limits::MAX_PAYLOAD_BYTES`]; reserved header flags
+//! must be 0. After the checksum, every decoded value is checked before
+//! anything is built: the config against its documented ranges, vectors
+//! finite, unit-length and of the engine's dimension (the stored graph's
+//! copy of them too), ids, liveness flags and vectors of agreeing lengths
+//! with no user live twice, segments whose members are live users and whose
+//! centroids are unit vectors of the engine's dimension, and bandit counts
+//! finite, non-negative and at most [`crate::limits::MAX_COUNT`]. A
+//! payload failing any check is [`Error::CorruptSnapshot`].
+//!
 //! **Versions.** [`SNAPSHOT_VERSION`] is written; every version from
 //! `OLDEST_VERSION` up is read, older payloads migrated on load. A newer
 //! file gives [`Error::SnapshotVersion`] telling to upgrade.
@@ -166,10 +180,13 @@ fn info(path: &Path, bytes: usize, header: &frame::Header, body: &Body) -> Snaps
 }
 
 /// Reads a snapshot file's header and contents without building an engine.
-/// Damaged files give [`Error::CorruptSnapshot`].
+/// Damaged files give [`Error::CorruptSnapshot`]; a path that is not a
+/// regular file is an [`Error::Io`] (see the module docs). The frame and the
+/// payload's decoding are checked, not every value: that needs the engine
+/// built (`Engine::load_with` with `load_encoders: false` checks all).
 pub fn inspect(path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = frame::read_file(path, MAGIC)?;
     inspect_at(&bytes, path)
 }
 
@@ -220,7 +237,8 @@ impl Engine {
     }
 
     /// Saves a snapshot atomically (see the module docs) and returns what
-    /// it holds.
+    /// it holds. A `path` that exists and is not a regular file (a FIFO, a
+    /// device, a directory) is an [`Error::Io`], and is left as it is.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
         self.save_with(path, &self.config.snapshot)
     }
@@ -242,7 +260,9 @@ impl Engine {
         inspect_at(&bytes, path)
     }
 
-    /// Loads a snapshot (and the encoders its config names).
+    /// Loads a snapshot (and the encoders its config names). Only a regular
+    /// file is read, and no more of it than its header declares (see the
+    /// module docs); every value in it is checked before use.
     pub fn load(path: impl AsRef<Path>) -> Result<Engine> {
         Self::load_with(path, LoadOptions::default())
     }
@@ -250,7 +270,7 @@ impl Engine {
     /// Loads a snapshot with options.
     pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Engine> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = frame::read_file(path, MAGIC)?;
         Self::from_bytes_at(&bytes, path, options)
     }
 
@@ -294,9 +314,18 @@ impl Engine {
                     ),
                 ));
             }
+            if s.config() != &config.segments {
+                return Err(corrupt(
+                    path,
+                    "the segments config disagrees with the engine's",
+                ));
+            }
         }
         let invalid = |e: Error| corrupt(path, e.to_string());
         let index = UserIndex::from_state(body.index).map_err(invalid)?;
+        if let Some(s) = &body.segments {
+            s.check(&index).map_err(invalid)?;
+        }
         let bandit = SlateBandit::from_state(body.bandit).map_err(invalid)?;
         Engine::assemble(
             config,
@@ -363,5 +392,377 @@ mod tests {
         assert_eq!(again.stats(), engine.stats());
         assert_eq!(again.stats().upserts, 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bandit::{Feedback, Request};
+
+    const DIM: usize = 8;
+
+    /// A deterministic unit-ish vector around one of three directions.
+    fn vector(user: u64) -> Vec<f32> {
+        let mut x = user.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut v: Vec<f32> = (0..DIM)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3
+            })
+            .collect();
+        v[(user % 3) as usize * 2] += 1.0;
+        v
+    }
+
+    /// An engine with every part filled: users (graph stored), segments, a
+    /// bandit with categories, user state, a journal and a pending decision.
+    fn engine() -> Engine {
+        let mut config = EngineConfig::new(DIM);
+        config.segments.min_size = 20;
+        config.replica_id = Some(1);
+        let engine = Engine::new(config).expect("config");
+        let users: Vec<u64> = (1..=150).collect();
+        let vectors: Vec<f32> = users.iter().flat_map(|&u| vector(u)).collect();
+        engine.upsert_embeddings(&users, &vectors).expect("upsert");
+        engine.delete_user(7).expect("delete"); // a tombstone
+        engine.build_segments().expect("segments");
+        engine.bandit().set_item_categories(&[(100, 1), (101, 2)]);
+        for user in 1..40 {
+            let d = engine
+                .decide(&Request::new(Some(user), None, &[100, 101, 102, 103], 3))
+                .expect("decide");
+            let clicks = [(user % 3) as usize];
+            engine
+                .feedback(&Feedback {
+                    decision: d.id,
+                    clicks: &clicks,
+                    visible: None,
+                    now: Some(user as f64),
+                })
+                .expect("feedback");
+        }
+        engine
+            .decide(&Request::new(Some(5), None, &[100, 101], 2))
+            .expect("left pending");
+        engine
+    }
+
+    fn payload_of(bytes: &[u8]) -> Vec<u8> {
+        let (_, payload) = frame::decode(
+            bytes,
+            MAGIC,
+            OLDEST_VERSION..=SNAPSHOT_VERSION,
+            Path::new("x"),
+        )
+        .expect("a valid frame");
+        payload.to_vec()
+    }
+
+    /// `body` re-encoded and framed with a valid checksum.
+    fn reframed(body: &Body) -> Vec<u8> {
+        let payload = rmp_serde::to_vec(body).expect("serialize");
+        frame::encode(MAGIC, SNAPSHOT_VERSION, &payload)
+    }
+
+    type Corruption = Box<dyn Fn(&mut Body)>;
+
+    #[test]
+    fn payloads_with_a_valid_checksum_but_invalid_values_are_refused() {
+        let payload = payload_of(&engine().to_bytes().expect("snapshot"));
+        let decode = || rmp_serde::from_slice::<Body>(&payload).expect("decode");
+        // The payload re-encoded as it is loads: what follows is each change.
+        Engine::from_bytes(&reframed(&decode())).expect("the intact payload loads");
+
+        let mut cases: Vec<(String, Corruption)> = Vec::new();
+        let mut add = |what: &str, f: Corruption| cases.push((what.to_string(), f));
+        // User vectors: non-finite, not unit, zero, of the wrong length.
+        for (what, value) in [
+            ("a vector component -inf", f32::NEG_INFINITY),
+            ("a vector component +inf", f32::INFINITY),
+            ("a vector component NaN", f32::NAN),
+            ("a vector component 1e30", 1e30),
+            ("a vector component 2", 2.0),
+        ] {
+            add(
+                what,
+                Box::new(move |b| {
+                    b.index.vectors_mut()[4..8].copy_from_slice(&value.to_le_bytes())
+                }),
+            );
+        }
+        add(
+            "a zero vector",
+            Box::new(|b| b.index.vectors_mut()[..DIM * 4].fill(0)),
+        );
+        add(
+            "vector bytes short of a row",
+            Box::new(|b| {
+                let v = b.index.vectors_mut();
+                v.truncate(v.len() - 4);
+            }),
+        );
+        add(
+            "an id without a vector",
+            Box::new(|b| b.index.ids_mut().push(999)),
+        );
+        add(
+            "a liveness flag too many",
+            Box::new(|b| b.index.alive_mut().push(true)),
+        );
+        add(
+            "a user live twice",
+            Box::new(|b| {
+                let ids = b.index.ids_mut();
+                ids[3] = ids[2];
+            }),
+        );
+        add("search width 0", Box::new(|b| *b.index.ef_search_mut() = 0));
+        add(
+            "search width 4e9",
+            Box::new(|b| *b.index.ef_search_mut() = 4_000_000_000),
+        );
+        add(
+            "the graph's copy of a vector -inf",
+            Box::new(|b| b.index.set_graph_copy(3, f32::NEG_INFINITY)),
+        );
+        add(
+            "the graph's copy of a vector changed",
+            Box::new(|b| b.index.set_graph_copy(3, 0.5)),
+        );
+        // The config: ranges, in every part.
+        add(
+            "index.ef_search 4e9",
+            Box::new(|b| {
+                b.config.index.ef_search = 4_000_000_000;
+            }),
+        );
+        add(
+            "lookalike.iterations u64::MAX",
+            Box::new(|b| {
+                b.config.lookalike.iterations = usize::MAX;
+            }),
+        );
+        add(
+            "lookalike.knn_k u64::MAX",
+            Box::new(|b| b.config.lookalike.knn_k = usize::MAX),
+        );
+        add(
+            "graph_k u64::MAX",
+            Box::new(|b| b.config.graph_k = usize::MAX),
+        );
+        add("dim 0", Box::new(|b| b.config.dim = 0));
+        add(
+            "segments.min_overlap -3",
+            Box::new(|b| b.config.segments.min_overlap = -3.0),
+        );
+        add(
+            "bandit.prior_beta -1",
+            Box::new(|b| b.config.bandit.prior_beta = -1.0),
+        );
+        // Segments.
+        add(
+            "a centroid component -inf",
+            Box::new(|b| {
+                b.segments.as_mut().expect("segments").first_centroid_mut()[0] = f32::NEG_INFINITY;
+            }),
+        );
+        add(
+            "a centroid of the wrong dimension",
+            Box::new(|b| {
+                b.segments
+                    .as_mut()
+                    .expect("segments")
+                    .first_centroid_mut()
+                    .pop();
+            }),
+        );
+        add(
+            "a centroid not of unit length",
+            Box::new(|b| {
+                b.segments.as_mut().expect("segments").first_centroid_mut()[0] += 3.0;
+            }),
+        );
+        add(
+            "a member that is not indexed",
+            Box::new(|b| {
+                b.segments.as_mut().expect("segments").add_member(424_242);
+            }),
+        );
+        add(
+            "a deleted user as a member",
+            Box::new(|b| {
+                b.segments.as_mut().expect("segments").add_member(7);
+            }),
+        );
+        add(
+            "a membership recorded one way",
+            Box::new(|b| {
+                b.segments
+                    .as_mut()
+                    .expect("segments")
+                    .member_of_mut()
+                    .insert(424_242, 0);
+            }),
+        );
+        add(
+            "a segment id at the next id",
+            Box::new(|b| {
+                *b.segments.as_mut().expect("segments").next_id_mut() = 0;
+            }),
+        );
+        add(
+            "a non-finite cohesion",
+            Box::new(|b| {
+                b.segments.as_mut().expect("segments").report_mut().cohesion = f64::NAN;
+            }),
+        );
+        add(
+            "segments of another config",
+            Box::new(|b| {
+                b.config.segments.min_size = 21;
+            }),
+        );
+        // Bandit: every count, with every bad value.
+        let places = decode().bandit.counts_mut().len();
+        assert!(places > 20, "{places} counts");
+        for i in 0..places {
+            for value in [
+                -1.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                1e308,
+                1.2e16,
+            ] {
+                add(
+                    &format!("bandit count {i} = {value}"),
+                    Box::new(move |b| {
+                        b.bandit.counts_mut().swap_remove(i).1.successes = value;
+                    }),
+                );
+            }
+            add(
+                &format!("bandit count {i} at time inf"),
+                Box::new(move |b| {
+                    b.bandit.counts_mut().swap_remove(i).1.time = f64::INFINITY;
+                }),
+            );
+        }
+        add(
+            "a bandit item twice",
+            Box::new(|b| b.bandit.duplicate_first_item()),
+        );
+        add(
+            "two users with one tick",
+            Box::new(|b| b.bandit.share_a_tick()),
+        );
+
+        for (what, corrupt) in &cases {
+            let mut body = decode();
+            corrupt(&mut body);
+            match Engine::from_bytes(&reframed(&body)) {
+                Err(Error::CorruptSnapshot { .. }) => {}
+                Err(e) => panic!("{what}: expected a corrupt snapshot, got {e}"),
+                Ok(_) => panic!("{what}: loaded"),
+            }
+        }
+        // Reserved flags set around the intact payload.
+        let flagged = frame::encode_with_flags(MAGIC, SNAPSHOT_VERSION, 4, &payload);
+        for result in [
+            Engine::from_bytes(&flagged).map(|_| ()),
+            inspect_bytes(&flagged).map(|_| ()),
+        ] {
+            assert!(
+                matches!(&result, Err(Error::CorruptSnapshot { problem, .. }) if problem.contains("flags")),
+                "{result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_files_must_be_regular_and_no_larger_than_declared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::new(EngineConfig::new(DIM)).expect("engine");
+        engine.upsert_embedding(1, &vector(1)).expect("upsert");
+        // Special files: refused by what they are, before any read; none
+        // hangs or reads without end.
+        let fifo = dir.path().join("engine.gw");
+        crate::files::tests::mkfifo(&fifo);
+        for path in [
+            fifo.as_path(),
+            Path::new("/dev/zero"),
+            Path::new("/dev/urandom"),
+            dir.path(),
+        ] {
+            for err in [
+                Engine::load(path).map(|_| ()).expect_err("load refused"),
+                inspect(path).map(|_| ()).expect_err("inspect refused"),
+            ] {
+                assert!(matches!(err, Error::Io { .. }), "{err}");
+                let text = err.to_string();
+                assert!(
+                    text.contains("not a regular file")
+                        && text.contains(&path.display().to_string()),
+                    "{text}"
+                );
+            }
+        }
+        // Saving over a FIFO or a folder is refused, and leaves them be.
+        let err = engine.save(&fifo).expect_err("save refused");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(crate::files::tests::is_fifo(&fifo));
+        assert!(engine.save(dir.path()).is_err());
+        assert_eq!(engine.stats().snapshots, 0);
+
+        // A header declaring more than the file holds, or more than the cap.
+        let good = dir.path().join("good.gw");
+        engine.save(&good).expect("save");
+        let bytes = std::fs::read(&good).expect("read");
+        let bad = dir.path().join("bad.gw");
+        for declared in [
+            bytes.len() as u64,
+            crate::limits::MAX_PAYLOAD_BYTES + 1,
+            u64::MAX,
+        ] {
+            let mut b = bytes.clone();
+            b[16..24].copy_from_slice(&declared.to_le_bytes());
+            std::fs::write(&bad, &b).expect("write");
+            for err in [
+                Engine::load(&bad).map(|_| ()).expect_err("refused"),
+                inspect(&bad).map(|_| ()).expect_err("refused"),
+            ] {
+                assert!(
+                    matches!(err, Error::CorruptSnapshot { .. }),
+                    "{declared}: {err}"
+                );
+            }
+        }
+        Engine::load(&good).expect("the good file loads");
+    }
+
+    #[test]
+    fn users_deleted_while_segments_build_leave_them_and_the_snapshot_loads() {
+        // Segments built from users of which some are then deleted from the
+        // index only (as a delete racing a build does) fail the check;
+        // retain_indexed puts them right.
+        let index = UserIndex::new(crate::IndexConfig::new(DIM)).expect("index");
+        let users: Vec<u64> = (1..=90).collect();
+        let vectors: Vec<f32> = users.iter().flat_map(|&u| vector(u)).collect();
+        index.upsert_batch(&users, &vectors).expect("upsert");
+        let config = crate::SegmentConfig {
+            min_size: 10,
+            ..Default::default()
+        };
+        let mut segments = Segments::build(&index, config).expect("segments");
+        segments.check(&index).expect("consistent");
+        for user in [3, 4, 50] {
+            index.delete(user).expect("delete");
+        }
+        assert!(segments.check(&index).is_err());
+        assert_eq!(segments.retain_indexed(&index).expect("retain"), 3);
+        segments.check(&index).expect("consistent again");
     }
 }

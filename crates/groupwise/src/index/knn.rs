@@ -31,6 +31,8 @@ impl UserIndex {
         let inner = self.inner.read();
         let dim = self.config.dim;
         let live: Vec<usize> = (0..inner.ids.len()).filter(|&s| inner.alive[s]).collect();
+        // Nobody has more neighbours than the other live users.
+        let k = k.min(live.len().max(1));
         let vector = |s: usize| &inner.data[s * dim..(s + 1) * dim];
         let to_neighbors = |own: usize, scored: Vec<Scored>| -> Vec<Neighbor> {
             scored

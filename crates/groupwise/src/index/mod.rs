@@ -38,6 +38,7 @@ pub use distance::CosineDistance;
 pub use persist::IndexState;
 
 use crate::error::{Error, Result};
+use crate::limits::{self, MAX_DIM, MAX_EF};
 use crate::vector::normalized;
 use exact::Scored;
 
@@ -51,28 +52,33 @@ const MAX_CAPACITY_HINT: usize = 1 << 28;
 
 /// Parameters of the user index.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IndexConfig {
-    /// Embedding dimension (required, > 0).
+    /// Embedding dimension (required; 1..=[`MAX_DIM`]).
     pub dim: usize,
-    /// HNSW links per node and layer (`M`, 4..=255). Default 24.
+    /// HNSW links per node and layer (`M`, 4..=255: hnsw_rs stores it in a
+    /// byte). Default 24.
     pub max_connections: usize,
-    /// Candidate list size while building (`efConstruction`). Default 200.
+    /// Candidate list size while building (`efConstruction`, 1..=[`MAX_EF`]:
+    /// hnsw_rs allocates it for every insert). Default 200.
     pub ef_construction: usize,
-    /// Default candidate list size while searching (`ef`); raised to `k` when
-    /// smaller. Default 64 (recall@10 ≥ 0.95 on the benchmarks in BENCHMARKS.md).
+    /// Default candidate list size while searching (`ef`, 1..=[`MAX_EF`]);
+    /// raised to `k` when smaller. Default 64 (recall@10 ≥ 0.95 on the
+    /// benchmarks in BENCHMARKS.md).
     pub ef_search: usize,
-    /// Expected number of users (an allocation hint, not a limit; at most
-    /// 2^28). Default 10,000.
+    /// Expected number of users (an allocation hint, not a limit; 0..=2^28:
+    /// hnsw_rs reserves memory for it up front). Default 10,000.
     pub capacity_hint: usize,
-    /// Populations with at most this many live users are searched exactly. On
-    /// 64-d vectors an exact scan of 20k users answers as fast as the graph at
-    /// `ef` 64 (BENCHMARKS.md), and it is always right. Default 16,384.
+    /// Populations with at most this many live users are searched exactly
+    /// (any value). On 64-d vectors an exact scan of 20k users answers as
+    /// fast as the graph at `ef` 64 (BENCHMARKS.md), and it is always right.
+    /// Default 16,384.
     pub exact_below: usize,
     /// A filter that keeps less than this share of users is served by an exact
-    /// scan of the allowed users. Default 0.02.
+    /// scan of the allowed users (in [0, 1]). Default 0.02.
     pub exact_selectivity: f64,
-    /// Rebuild the graph when tombstones exceed this share of its nodes. Default 0.25.
+    /// Rebuild the graph when tombstones exceed this share of its nodes (in
+    /// (0, 1]). Default 0.25.
     pub rebuild_tombstone_fraction: f64,
     /// Build the HNSW graph (default true). Without it the index is exact-only
     /// (every search is a scan, like a flat index): no build cost, always
@@ -103,34 +109,27 @@ impl IndexConfig {
         }
     }
 
+    /// Checks every setting against its documented range (see the field
+    /// docs and [`crate::limits`]); errors name the key as in an engine
+    /// config (`index.ef_search`).
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.dim == 0 {
-            return Err(Error::invalid("dim", "must be at least 1"));
-        }
-        if !(4..=255).contains(&self.max_connections) {
-            return Err(Error::invalid("max_connections", "must be in 4..=255"));
-        }
-        if self.ef_construction == 0 || self.ef_search == 0 {
-            return Err(Error::invalid(
-                "ef",
-                "ef_construction and ef_search must be positive",
-            ));
-        }
-        if !(self.rebuild_tombstone_fraction > 0.0 && self.rebuild_tombstone_fraction <= 1.0) {
-            return Err(Error::invalid(
-                "rebuild_tombstone_fraction",
-                "must be in (0, 1]",
-            ));
-        }
-        if self.capacity_hint > MAX_CAPACITY_HINT {
-            return Err(Error::invalid(
-                "capacity_hint",
-                format!("must be at most {MAX_CAPACITY_HINT} (it reserves memory up front)"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.exact_selectivity) {
-            return Err(Error::invalid("exact_selectivity", "must be in [0, 1]"));
-        }
+        limits::count("index.dim", self.dim, 1..=MAX_DIM)?;
+        limits::count("index.max_connections", self.max_connections, 4..=255)?;
+        limits::count("index.ef_construction", self.ef_construction, 1..=MAX_EF)?;
+        limits::count("index.ef_search", self.ef_search, 1..=MAX_EF)?;
+        limits::count(
+            "index.capacity_hint",
+            self.capacity_hint,
+            0..=MAX_CAPACITY_HINT,
+        )?;
+        limits::probability("index.exact_selectivity", self.exact_selectivity)?;
+        limits::real(
+            "index.rebuild_tombstone_fraction",
+            self.rebuild_tombstone_fraction,
+            0.0,
+            true,
+            1.0,
+        )?;
         Ok(())
     }
 }
@@ -183,7 +182,9 @@ pub enum SearchMode {
 /// Options of a search.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SearchOptions<'a> {
-    /// Candidate list size; `None` uses [`IndexConfig::ef_search`].
+    /// Candidate list size; `None` uses [`IndexConfig::ef_search`]. Raised
+    /// to `k` and capped at the larger of `k` and [`MAX_EF`] (hnsw_rs
+    /// allocates it for every search).
     pub ef: Option<usize>,
     /// Restrict the result to some users.
     pub filter: Option<Filter<'a>>,
@@ -459,7 +460,8 @@ impl UserIndex {
         inner.rebuilds += 1;
     }
 
-    /// The `k` users most similar to `query` (best first).
+    /// The `k` users most similar to `query` (best first; never more than
+    /// the live users, whatever `k`).
     pub fn search(
         &self,
         query: &[f32],
@@ -550,6 +552,9 @@ impl UserIndex {
         if k == 0 || inner.slot_of.is_empty() {
             return Vec::new();
         }
+        // No search returns more than the live users; nor does it need a
+        // wider candidate list than MAX_EF or k (hnsw_rs allocates it).
+        let k = k.min(inner.slot_of.len());
         let dim = self.config.dim;
         let filter = options.filter;
         let keeps = |slot: usize| -> bool {
@@ -559,7 +564,10 @@ impl UserIndex {
         };
 
         let mut exact = self.use_exact(inner, options);
-        let mut ef = options.ef.unwrap_or_else(|| self.ef_search()).max(k);
+        let mut ef = options
+            .ef
+            .unwrap_or_else(|| self.ef_search())
+            .clamp(k, MAX_EF.max(k));
         if let (Some(f), false) = (filter, exact) {
             let share = self.filter_share(inner, &f);
             if options.mode == SearchMode::Auto
@@ -681,8 +689,9 @@ impl UserIndex {
     /// embeddings, fresh encodings). Indexed users themselves make poor
     /// calibration queries: they are graph nodes whose neighbours are their own
     /// links, so they reach any target at a far smaller `ef` than new queries.
-    /// The graph is searched at `ef` = k, 2k, 4k, ... up to `max_ef` and
-    /// compared with exact search. Without a graph nothing changes.
+    /// The graph is searched at `ef` = k, 2k, 4k, ... up to `max_ef` (at
+    /// most [`MAX_EF`]) and compared with exact search. Without a graph
+    /// nothing changes.
     pub fn calibrate_ef(
         &self,
         queries: &[f32],
@@ -690,12 +699,13 @@ impl UserIndex {
         k: usize,
         max_ef: usize,
     ) -> Result<Calibration> {
-        if !(0.0..=1.0).contains(&target) || k == 0 {
+        if !(0.0..=1.0).contains(&target) || !(1..=MAX_EF).contains(&k) {
             return Err(Error::invalid(
                 "calibrate_ef",
-                "target must be in [0, 1] and k >= 1",
+                format!("target must be in [0, 1] and k in 1..={MAX_EF}"),
             ));
         }
+        let max_ef = max_ef.min(MAX_EF);
         if queries.is_empty() || !self.config.build_graph {
             return Ok(Calibration {
                 ef: self.ef_search(),
@@ -828,5 +838,35 @@ pub fn recall_at_k(approx: &[Vec<Neighbor>], exact: &[Vec<Neighbor>]) -> f64 {
         1.0
     } else {
         hit as f64 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_k_and_ef_are_bounded_by_the_population() {
+        for exact_below in [0, usize::MAX] {
+            let mut config = IndexConfig::new(4);
+            config.exact_below = exact_below; // the graph path, then the exact one
+            let index = UserIndex::new(config).expect("config");
+            let ids: Vec<u64> = (0..50).collect();
+            let vectors: Vec<f32> = (0..200).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
+            index.upsert_batch(&ids, &vectors).expect("upsert");
+            let huge = SearchOptions {
+                ef: Some(usize::MAX),
+                ..Default::default()
+            };
+            for options in [SearchOptions::default(), huge] {
+                let all = index.search(&[1.0, 0.5, 0.0, 0.0], usize::MAX, &options);
+                assert_eq!(all.expect("search").len(), 50);
+                let others = index.neighbors(3, usize::MAX, &options).expect("neighbors");
+                assert_eq!(others.len(), 49);
+                assert!(others.iter().all(|n| n.id != 3));
+            }
+            let lists = index.knn_lists(usize::MAX).expect("lists");
+            assert!(lists.iter().all(|(_, l)| l.len() == 49));
+        }
     }
 }

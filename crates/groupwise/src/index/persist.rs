@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{graph_of, CosineDistance, IndexConfig, UserIndex};
 use crate::error::{Error, Result};
+use crate::limits::MAX_EF;
 
 /// hnsw_rs's two dump files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,12 +120,19 @@ impl UserIndex {
         })
     }
 
-    /// An index holding `state`, after checking it: lengths agree, vectors
-    /// are finite and unit-length, live ids are unique. The stored graph is
-    /// loaded, or rebuilt when absent.
+    /// An index holding `state`, after checking it: the config in its
+    /// ranges, lengths agree, vectors are finite and unit-length, live ids
+    /// are unique, and a stored graph is well formed and holds the same
+    /// vectors. The stored graph is loaded, or rebuilt when absent.
     pub fn from_state(state: IndexState) -> Result<UserIndex> {
         let dim = state.config.dim;
         state.config.validate()?;
+        if !(1..=MAX_EF).contains(&state.ef_search) {
+            return Err(invalid(format!(
+                "its search width {} is not in 1..={MAX_EF}",
+                state.ef_search
+            )));
+        }
         // The empty graph made here is replaced below: reserve nothing for it.
         let config = state.config.clone();
         let mut index = UserIndex::new(IndexConfig {
@@ -168,7 +176,7 @@ impl UserIndex {
         inner.rebuilds = state.rebuilds;
         match state.graph {
             Some(files) if index.config.build_graph => {
-                inner.graph = load_graph(&files, slots, dim)?;
+                inner.graph = load_graph(&files, &inner.data, slots, dim)?;
             }
             // Every slot, tombstones included, so slots keep their meaning.
             _ => inner.graph = graph_of(&index.config, &inner.data, inner.ids.len()),
@@ -176,7 +184,7 @@ impl UserIndex {
         drop(inner);
         index
             .ef_search
-            .store(state.ef_search.max(1), std::sync::atomic::Ordering::Relaxed);
+            .store(state.ef_search, std::sync::atomic::Ordering::Relaxed);
         Ok(index)
     }
 }
@@ -211,10 +219,11 @@ fn dump_graph(graph: &Hnsw<'static, f32, CosineDistance>) -> Result<GraphFiles> 
 
 fn load_graph(
     files: &GraphFiles,
+    vectors: &[f32],
     slots: usize,
     dim: usize,
 ) -> Result<Hnsw<'static, f32, CosineDistance>> {
-    check_dump(&files.graph, &files.data, slots, dim)?;
+    check_dump(&files.graph, &files.data, vectors, slots, dim)?;
     let dir = scratch_dir()?;
     let write = |ext: &str, bytes: &[u8]| {
         let p = dir.path().join(format!("{BASENAME}.hnsw.{ext}"));
@@ -302,8 +311,16 @@ impl<'a> Cursor<'a> {
 }
 
 /// Checks that hnsw_rs's two dump files are well formed, for `slots`
-/// points of dimension `dim`, before hnsw_rs reads them (see the module docs).
-fn check_dump(graph: &[u8], data: &[u8], slots: usize, dim: usize) -> Result<()> {
+/// points of dimension `dim` whose vectors are `vectors` (row-major, the
+/// index's own copy, already checked), before hnsw_rs reads them (see the
+/// module docs). The dump's copy of each vector must be the index's, bit for
+/// bit: the graph searches with it.
+fn check_dump(graph: &[u8], data: &[u8], vectors: &[f32], slots: usize, dim: usize) -> Result<()> {
+    if vectors.len() != slots * dim {
+        return Err(invalid(
+            "the stored graph does not match the index's vectors",
+        ));
+    }
     let mut g = Cursor {
         bytes: graph,
         at: 0,
@@ -383,7 +400,15 @@ fn check_dump(graph: &[u8], data: &[u8], slots: usize, dim: usize) -> Result<()>
             if record != (MAGIC_DATA, origin, dim * 4) {
                 return bad("a data record does not match its point");
             }
-            d.take(dim * 4)?;
+            let stored = d.take(dim * 4)?;
+            let own = &vectors[origin * dim..(origin + 1) * dim];
+            let same = stored
+                .chunks_exact(4)
+                .zip(own)
+                .all(|(b, x)| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) == x.to_bits());
+            if !same {
+                return bad("its copy of a vector differs from the index's");
+            }
         }
         per_layer.push(n);
     }
@@ -423,6 +448,44 @@ fn load_from_dir(dir: &Path) -> Result<Hnsw<'static, f32, CosineDistance>> {
             graph,
         )
     })
+}
+
+/// Ways to damage a state, for the tests of the checks above (here and in
+/// the engine's snapshot tests).
+#[cfg(test)]
+impl IndexState {
+    pub(crate) fn ids_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.ids
+    }
+
+    pub(crate) fn alive_mut(&mut self) -> &mut Vec<bool> {
+        &mut self.alive
+    }
+
+    pub(crate) fn vectors_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.vectors
+    }
+
+    pub(crate) fn ef_search_mut(&mut self) -> &mut usize {
+        &mut self.ef_search
+    }
+
+    /// Sets the first component of `slot`'s vector in the stored graph's
+    /// own copy (the dump's data file) to `value`.
+    pub(crate) fn set_graph_copy(&mut self, slot: usize, value: f32) {
+        let dim = self.config.dim;
+        let data = &mut self.graph.as_mut().expect("a stored graph").data;
+        let mut at = 4 + 8;
+        loop {
+            let origin = u64::from_ne_bytes(data[at + 4..at + 12].try_into().expect("8 bytes"));
+            let start = at + 4 + 8 + 8;
+            if origin as usize == slot {
+                data[start..start + 4].copy_from_slice(&value.to_ne_bytes());
+                return;
+            }
+            at = start + dim * 4;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -507,10 +570,27 @@ mod tests {
             g.graph.truncate(g.graph.len() / 2);
         }
         assert!(UserIndex::from_state(graph).is_err());
+        // The graph's own copy of a vector must be the index's.
+        for value in [f32::NEG_INFINITY, f32::NAN, 0.5, 1.0 - f32::EPSILON] {
+            let mut copy = state.clone();
+            copy.set_graph_copy(1, value);
+            let err = UserIndex::from_state(copy).expect_err("differs");
+            assert!(err.to_string().contains("copy of a vector"), "{err}");
+        }
+        for ef in [0, MAX_EF + 1] {
+            let mut s = state.clone();
+            s.ef_search = ef;
+            assert!(UserIndex::from_state(s).is_err());
+        }
         // Every single-byte change to either dump file is refused or loads
         // a consistent index; none reaches hnsw_rs's aborting paths.
         let files = state.graph.clone().expect("graph stored");
-        assert!(check_dump(&files.graph, &files.data, 2, 4).is_ok());
+        let vectors: Vec<f32> = state
+            .vectors
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert!(check_dump(&files.graph, &files.data, &vectors, 2, 4).is_ok());
         for (which, len) in [(0, files.graph.len()), (1, files.data.len())] {
             for at in 0..len {
                 for value in [0u8, 0xff, 0x7f] {

@@ -37,6 +37,9 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::graph::KnnGraph;
 use crate::index::{exact_top_k, Filter, Population, UserIndex};
+use crate::limits::{
+    self, MAX_DIFFUSION_ITERATIONS, MAX_L2, MAX_MIN_SEEDS, MAX_NEIGHBOURS, MAX_SAMPLE,
+};
 use crate::vector::normalized;
 
 /// The seed segment.
@@ -128,33 +131,81 @@ impl Scorer {
     }
 }
 
-/// Parameters of lookalike expansion, with production defaults.
+/// Parameters of lookalike expansion, with production defaults. The ranges
+/// are checked by [`expand`] and [`score_candidates`] (and by the engine when
+/// it opens); the bounds are in [`crate::limits`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LookalikeConfig {
-    /// Fewest usable seeds a request may have (default 100).
+    /// Fewest usable seeds a request may have (default 100;
+    /// 0..=[`MAX_MIN_SEEDS`], 0 meaning 1).
     pub min_seeds: usize,
-    /// Seeds per candidate averaged by the kNN-density scorer (default 10).
+    /// Seeds per candidate averaged by the kNN-density scorer (default 10;
+    /// 1..=[`MAX_NEIGHBOURS`]).
     pub knn_k: usize,
     /// The kNN-density scorer uses a seeded sample of at most this many seeds
-    /// (default 2,048), which bounds its cost on very large seed lists.
+    /// (default 2,048; 1..=[`MAX_SAMPLE`]), which
+    /// bounds its cost on very large seed lists.
     pub knn_max_seeds: usize,
-    /// Classifier negatives per seed (default 5), sampled from the candidates...
+    /// Classifier negatives per seed (default 5; 0..=1,000), sampled from
+    /// the candidates...
     pub negatives_per_seed: usize,
-    /// ... but at least this many (default 1,000) ...
+    /// ... but at least this many (default 1,000; 0..=`max_negatives`) ...
     pub min_negatives: usize,
-    /// ... and at most this many (default 20,000).
+    /// ... and at most this many (default 20,000;
+    /// 1..=[`MAX_SAMPLE`]).
     pub max_negatives: usize,
-    /// L2 penalty of the classifier, in units of the total sample weight (default 1.0).
+    /// L2 penalty of the classifier, in units of the total sample weight
+    /// (default 1.0; in [0, [`MAX_L2`]]).
     pub l2: f64,
-    /// Restart probability of personalised PageRank (default 0.15).
+    /// Restart probability of personalised PageRank (default 0.15; in (0, 1]).
     pub restart: f64,
-    /// Power iterations of personalised PageRank (default 30).
+    /// Power iterations of personalised PageRank (default 30;
+    /// 1..=[`MAX_DIFFUSION_ITERATIONS`]).
     pub iterations: usize,
-    /// Nearest seeds listed in an explanation (default 3).
+    /// Nearest seeds listed in an explanation (default 3; 0..=
+    /// [`MAX_NEIGHBOURS`], 0 meaning 1).
     pub explain_k: usize,
-    /// Seed of every random choice (negative sampling, seed sampling).
+    /// Seed of every random choice (negative sampling, seed sampling; any value).
     pub seed: u64,
+}
+
+impl LookalikeConfig {
+    /// Checks every setting against its documented range; errors name the
+    /// key as in an engine config (`lookalike.knn_k`).
+    pub(crate) fn validate(&self) -> Result<()> {
+        limits::count("lookalike.min_seeds", self.min_seeds, 0..=MAX_MIN_SEEDS)?;
+        limits::count("lookalike.knn_k", self.knn_k, 1..=MAX_NEIGHBOURS)?;
+        limits::count(
+            "lookalike.knn_max_seeds",
+            self.knn_max_seeds,
+            1..=MAX_SAMPLE,
+        )?;
+        limits::count(
+            "lookalike.negatives_per_seed",
+            self.negatives_per_seed,
+            0..=1000,
+        )?;
+        limits::count(
+            "lookalike.max_negatives",
+            self.max_negatives,
+            1..=MAX_SAMPLE,
+        )?;
+        limits::count(
+            "lookalike.min_negatives",
+            self.min_negatives,
+            0..=self.max_negatives,
+        )?;
+        limits::real("lookalike.l2", self.l2, 0.0, false, MAX_L2)?;
+        limits::real("lookalike.restart", self.restart, 0.0, true, 1.0)?;
+        limits::count(
+            "lookalike.iterations",
+            self.iterations,
+            1..=MAX_DIFFUSION_ITERATIONS,
+        )?;
+        limits::count("lookalike.explain_k", self.explain_k, 0..=MAX_NEIGHBOURS)?;
+        Ok(())
+    }
 }
 
 impl Default for LookalikeConfig {
@@ -400,6 +451,7 @@ fn score_in(
     request: &LookalikeRequest<'_>,
     config: &LookalikeConfig,
 ) -> Result<(Scores, SeedSet)> {
+    config.validate()?;
     if request.scorer == Scorer::Diffusion && graph.is_none() {
         return Err(Error::invalid(
             "scorer",

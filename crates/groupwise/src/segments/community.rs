@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 
 use crate::error::{Error, Result};
 use crate::graph::KnnGraph;
+use crate::limits::{MAX_COMMUNITY_PASSES, MAX_RESOLUTION};
 
 /// A weighted undirected graph in compressed sparse row form, both directions
 /// of every edge stored. Self-loops only appear in aggregated graphs, where
@@ -232,10 +233,12 @@ pub enum Algorithm {
 pub struct CommunityConfig {
     /// Leiden (default) or Louvain.
     pub algorithm: Algorithm,
-    /// Resolution γ > 0 (default 1.0); larger values give smaller communities.
+    /// Resolution γ > 0 (default 1.0; at most [`MAX_RESOLUTION`]); larger
+    /// values give smaller communities.
     pub resolution: f64,
     /// Passes of the whole algorithm, each starting from the previous partition
-    /// (default 2, as leidenalg does); stops early when a pass changes nothing.
+    /// (default 2, as leidenalg does; at most [`MAX_COMMUNITY_PASSES`]); stops
+    /// early when a pass changes nothing.
     pub iterations: usize,
     /// Randomness θ of the Leiden refinement (default 0.01): a node joins a
     /// sub-community with probability ∝ exp(gain / θ).
@@ -283,8 +286,20 @@ pub fn detect_from(
     config: &CommunityConfig,
     initial: &[u32],
 ) -> Result<Communities> {
-    if !(config.resolution.is_finite() && config.resolution > 0.0) {
-        return Err(Error::invalid("resolution", "must be finite and > 0"));
+    if !(config.resolution.is_finite()
+        && config.resolution > 0.0
+        && config.resolution <= MAX_RESOLUTION)
+    {
+        return Err(Error::invalid(
+            "resolution",
+            format!("must be finite, > 0 and at most {MAX_RESOLUTION}"),
+        ));
+    }
+    if config.iterations > MAX_COMMUNITY_PASSES {
+        return Err(Error::invalid(
+            "iterations",
+            format!("must be at most {MAX_COMMUNITY_PASSES}"),
+        ));
     }
     if !(config.randomness.is_finite() && config.randomness > 0.0) {
         return Err(Error::invalid("randomness", "must be finite and > 0"));

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::limits::{MAX_KMEANS_INITS, MAX_KMEANS_ITERATIONS};
 use crate::vector::{dot, gemm_abt};
 
 /// Parameters of [`spherical_kmeans`].
@@ -22,13 +23,14 @@ use crate::vector::{dot, gemm_abt};
 pub struct KMeansConfig {
     /// Number of clusters (≥ 1, at most the number of users).
     pub k: usize,
-    /// Maximum Lloyd iterations per run (default 100).
+    /// Maximum Lloyd iterations per run (default 100; at most
+    /// [`MAX_KMEANS_ITERATIONS`]).
     pub max_iter: usize,
     /// Stop when at most this share of users changed cluster in an iteration
     /// (default 1e-4; 0 runs until no user moves).
     pub tol: f64,
     /// Independent runs from different initialisations; the one with the
-    /// highest mean cosine wins (default 1).
+    /// highest mean cosine wins (default 1; at most [`MAX_KMEANS_INITS`]).
     pub n_init: usize,
     /// Seed of every random choice.
     pub seed: u64,
@@ -111,6 +113,14 @@ fn run(data: &[f32], dim: usize, config: &KMeansConfig, initial: &[f32]) -> Resu
     }
     if !(config.tol.is_finite() && config.tol >= 0.0) {
         return Err(Error::invalid("tol", "must be finite and >= 0"));
+    }
+    if config.max_iter > MAX_KMEANS_ITERATIONS || config.n_init > MAX_KMEANS_INITS {
+        return Err(Error::invalid(
+            "max_iter",
+            format!(
+                "max_iter must be at most {MAX_KMEANS_ITERATIONS} and n_init at most {MAX_KMEANS_INITS}"
+            ),
+        ));
     }
     crate::vector::check_finite("data", data)?;
     let mut rng = StdRng::seed_from_u64(config.seed);

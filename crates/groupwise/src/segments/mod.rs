@@ -40,6 +40,10 @@ pub use stable::{KeptSegment, RebuildReport};
 use crate::error::{Error, Result};
 use crate::graph::KnnGraph;
 use crate::index::{Filter, SearchOptions, UserIndex};
+use crate::limits::{
+    self, MAX_COMMUNITY_PASSES, MAX_EF, MAX_KMEANS_CLUSTERS, MAX_KMEANS_INITS,
+    MAX_KMEANS_ITERATIONS, MAX_NEIGHBOURS, MAX_RESOLUTION,
+};
 use crate::vector::{dot, normalized};
 
 /// A segment's id. Ids are never reused: a rebuild keeps the id of a segment
@@ -48,6 +52,7 @@ pub type SegmentId = u32;
 
 /// How segments are discovered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Method {
     /// Communities of the kNN graph (each user linked to its `k` nearest users,
     /// symmetrised, weighted by cosine similarity). The number of segments
@@ -55,25 +60,27 @@ pub enum Method {
     Graph {
         /// Leiden (default) or Louvain.
         algorithm: Algorithm,
-        /// Neighbours per user in the graph (default 15).
+        /// Neighbours per user in the graph (default 15; 1..=[`MAX_NEIGHBOURS`]).
         k: usize,
-        /// Resolution γ > 0 (default 1.0); larger gives more, smaller segments.
+        /// Resolution γ (default 1.0; in (0, [`MAX_RESOLUTION`]]); larger
+        /// gives more, smaller segments.
         resolution: f64,
-        /// Passes of the algorithm (default 2).
+        /// Passes of the algorithm (default 2; 1..=[`MAX_COMMUNITY_PASSES`]).
         iterations: usize,
         /// Search width for the graph's neighbour lists (`None`: the index's
-        /// default; raise it for large populations, see BENCHMARKS.md).
+        /// default; 1..=[`MAX_EF`]; raise it for large populations, see
+        /// BENCHMARKS.md).
         ef: Option<usize>,
     },
     /// Spherical k-means: exactly `k` groups before the privacy floor merges any.
     KMeans {
-        /// Number of clusters.
+        /// Number of clusters (1..=[`MAX_KMEANS_CLUSTERS`]).
         k: usize,
-        /// Maximum Lloyd iterations (default 100).
+        /// Maximum Lloyd iterations (default 100; 1..=[`MAX_KMEANS_ITERATIONS`]).
         max_iter: usize,
-        /// Independent initialisations, best kept (default 3: one run of
-        /// Lloyd's algorithm lands in a poor local optimum often enough to
-        /// matter on real data).
+        /// Independent initialisations, best kept (default 3;
+        /// 1..=[`MAX_KMEANS_INITS`]: one run of Lloyd's algorithm lands in a
+        /// poor local optimum often enough to matter on real data).
         n_init: usize,
     },
 }
@@ -128,6 +135,7 @@ impl Method {
 
 /// How a user is assigned online, between rebuilds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum AssignRule {
     /// The segment whose centroid is most similar (default; O(segments)).
     Centroid,
@@ -136,25 +144,26 @@ pub enum AssignRule {
     /// rule when none has. Follows the graph method's notion of a segment more
     /// closely, at the cost of one index search.
     KnnVote {
-        /// Neighbours that vote.
+        /// Neighbours that vote (1..=[`MAX_NEIGHBOURS`]).
         k: usize,
     },
 }
 
 /// Parameters of segment discovery and serving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SegmentConfig {
     /// Discovery method (default: Leiden on a 15-NN graph).
     pub method: Method,
-    /// Privacy floor: the minimum size of a served segment (default 50).
+    /// Privacy floor: the minimum size of a served segment (default 50; at
+    /// least 1).
     pub min_size: usize,
     /// Online assignment rule (default: nearest centroid).
     pub assign: AssignRule,
     /// Least Jaccard overlap of members for a rebuilt segment to keep an old
-    /// segment's id (default 0.5: most members shared).
+    /// segment's id (default 0.5: most members shared; in (0, 1]).
     pub min_overlap: f64,
-    /// Seed of every random choice.
+    /// Seed of every random choice (any value).
     pub seed: u64,
 }
 
@@ -171,29 +180,56 @@ impl Default for SegmentConfig {
 }
 
 impl SegmentConfig {
-    fn validate(&self) -> Result<()> {
-        if self.min_size == 0 {
-            return Err(Error::invalid("min_size", "the privacy floor must be >= 1"));
-        }
-        if !(self.min_overlap > 0.0 && self.min_overlap <= 1.0) {
-            return Err(Error::invalid("min_overlap", "must be in (0, 1]"));
-        }
-        if let AssignRule::KnnVote { k: 0 } = self.assign {
-            return Err(Error::invalid("assign", "KnnVote needs k >= 1"));
+    /// Checks every setting against its documented range (see the field
+    /// docs); errors name the key as in an engine config
+    /// (`segments.method.Graph.k`).
+    pub(crate) fn validate(&self) -> Result<()> {
+        limits::count("segments.min_size", self.min_size, 1..=usize::MAX)?;
+        limits::real("segments.min_overlap", self.min_overlap, 0.0, true, 1.0)?;
+        if let AssignRule::KnnVote { k } = self.assign {
+            limits::count("segments.assign.KnnVote.k", k, 1..=MAX_NEIGHBOURS)?;
         }
         match &self.method {
-            Method::Graph { k, resolution, .. } => {
-                if *k == 0 {
-                    return Err(Error::invalid("k", "the kNN graph needs k >= 1"));
-                }
-                if !(resolution.is_finite() && *resolution > 0.0) {
-                    return Err(Error::invalid("resolution", "must be finite and > 0"));
+            Method::Graph {
+                k,
+                resolution,
+                iterations,
+                ef,
+                ..
+            } => {
+                limits::count("segments.method.Graph.k", *k, 1..=MAX_NEIGHBOURS)?;
+                limits::real(
+                    "segments.method.Graph.resolution",
+                    *resolution,
+                    0.0,
+                    true,
+                    MAX_RESOLUTION,
+                )?;
+                limits::count(
+                    "segments.method.Graph.iterations",
+                    *iterations,
+                    1..=MAX_COMMUNITY_PASSES,
+                )?;
+                if let Some(ef) = ef {
+                    limits::count("segments.method.Graph.ef", *ef, 1..=MAX_EF)?;
                 }
             }
-            Method::KMeans { k, .. } => {
-                if *k == 0 {
-                    return Err(Error::invalid("k", "k-means needs k >= 1"));
-                }
+            Method::KMeans {
+                k,
+                max_iter,
+                n_init,
+            } => {
+                limits::count("segments.method.KMeans.k", *k, 1..=MAX_KMEANS_CLUSTERS)?;
+                limits::count(
+                    "segments.method.KMeans.max_iter",
+                    *max_iter,
+                    1..=MAX_KMEANS_ITERATIONS,
+                )?;
+                limits::count(
+                    "segments.method.KMeans.n_init",
+                    *n_init,
+                    1..=MAX_KMEANS_INITS,
+                )?;
             }
         }
         Ok(())
@@ -709,6 +745,23 @@ impl Segments {
         Ok(removal)
     }
 
+    /// Takes out every member that is no longer a live user of `index`
+    /// (deleted while a build ran), as [`remove`](Self::remove) would;
+    /// returns how many left.
+    pub fn retain_indexed(&mut self, index: &UserIndex) -> Result<usize> {
+        let mut gone: Vec<u64> = self
+            .member_of
+            .keys()
+            .copied()
+            .filter(|&u| !index.contains(u))
+            .collect();
+        gone.sort_unstable();
+        for &user in &gone {
+            self.remove(index, user)?;
+        }
+        Ok(gone.len())
+    }
+
     /// Nearest centroid among all segments (served or not): used when
     /// dissolving, where the floor is about to be met again.
     fn nearest_any(&self, v: &[f32]) -> Option<SegmentId> {
@@ -717,6 +770,114 @@ impl Segments {
             .map(|(&id, s)| (id, dot(v, &s.centroid)))
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
             .map(|(id, _)| id)
+    }
+}
+
+impl Segments {
+    /// Checks segments read from outside (a snapshot) against the index
+    /// they serve: the config in its ranges, centroids finite unit (or zero)
+    /// vectors of the index's dimension, every member a live user of the index in
+    /// exactly one segment (membership recorded both ways), ids below the
+    /// next id to give, and the report's numbers finite.
+    pub(crate) fn check(&self, index: &UserIndex) -> Result<()> {
+        let bad = |problem: String| Err(Error::invalid("segments", problem));
+        self.config.validate()?;
+        if self.dim != index.dim() {
+            return bad(format!(
+                "segments of dimension {} over an index of dimension {}",
+                self.dim,
+                index.dim()
+            ));
+        }
+        // Ids are never reused, so the next one is far from overflowing.
+        if self.next_id > SegmentId::MAX / 2 {
+            return bad(format!(
+                "the next segment id {} is out of range",
+                self.next_id
+            ));
+        }
+        let mut members = 0usize;
+        for (&id, segment) in &self.segments {
+            if id >= self.next_id {
+                return bad(format!(
+                    "segment {id} is not below the next id to give ({})",
+                    self.next_id
+                ));
+            }
+            // A unit vector, or zero where a group's members cancel out.
+            let c = &segment.centroid;
+            let norm = c
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            if c.len() != self.dim || !((norm - 1.0).abs() < 1e-3 || norm == 0.0) {
+                return bad(format!(
+                    "the centroid of segment {id} is not a finite unit vector of dimension {}",
+                    self.dim
+                ));
+            }
+            for &user in &segment.members {
+                if self.member_of.get(&user) != Some(&id) {
+                    return bad(format!(
+                        "user {user} is a member of segment {id} but not recorded as such"
+                    ));
+                }
+                if !index.contains(user) {
+                    return bad(format!(
+                        "user {user} of segment {id} is not a live user of the index"
+                    ));
+                }
+            }
+            members += segment.members.len();
+        }
+        if members != self.member_of.len() {
+            return bad(format!(
+                "{} users are recorded in a segment but segments hold {members}",
+                self.member_of.len()
+            ));
+        }
+        let r = &self.report;
+        let finite = [r.cohesion, r.graph_seconds, r.cluster_seconds]
+            .into_iter()
+            .chain(r.modularity)
+            .all(f64::is_finite);
+        if !finite {
+            return bad("the build report holds a non-finite number".into());
+        }
+        Ok(())
+    }
+}
+
+/// Ways to damage segments, for the tests of [`Segments::check`].
+#[cfg(test)]
+impl Segments {
+    pub(crate) fn first_centroid_mut(&mut self) -> &mut Vec<f32> {
+        &mut self
+            .segments
+            .values_mut()
+            .next()
+            .expect("a segment")
+            .centroid
+    }
+
+    /// Makes `user` a member of the first segment, both ways.
+    pub(crate) fn add_member(&mut self, user: u64) {
+        let (&id, s) = self.segments.iter_mut().next().expect("a segment");
+        s.members.insert(user);
+        self.member_of.insert(user, id);
+    }
+
+    pub(crate) fn member_of_mut(&mut self) -> &mut HashMap<u64, SegmentId> {
+        &mut self.member_of
+    }
+
+    pub(crate) fn next_id_mut(&mut self) -> &mut SegmentId {
+        &mut self.next_id
+    }
+
+    pub(crate) fn report_mut(&mut self) -> &mut BuildReport {
+        &mut self.report
     }
 }
 
