@@ -393,12 +393,7 @@ mod tests {
         assert_eq!(again.stats().upserts, 1);
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bandit::{Feedback, Request};
 
     const DIM: usize = 8;
 
