@@ -272,10 +272,9 @@ fn replica_ids_are_checked_and_tag_every_decision() -> TestResult {
     let mut config = EngineConfig::new(DIM);
     config.replica_id = Some(1024);
     match Engine::new(config) {
-        Err(Error::InvalidArgument {
-            name: "replica_id",
-            problem,
-        }) => assert!(problem.contains("0..=1023"), "{problem}"),
+        Err(Error::InvalidConfig { key, problem }) if key == "replica_id" => {
+            assert!(problem.contains("0..=1023"), "{problem}")
+        }
         other => panic!("expected an error naming replica_id, got {other:?}"),
     }
     let a = engine(100, Some(1023), false)?;

@@ -266,6 +266,7 @@ impl BanditConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         let strength =
             |key: &str, x: f64, open: bool| limits::real(key, x, 0.0, open, MAX_STRENGTH);
+        check_replica_id("bandit.replica_id", self.replica_id)?;
         strength("bandit.prior_alpha", self.prior_alpha, true)?;
         strength("bandit.prior_beta", self.prior_beta, true)?;
         strength("bandit.pooling_strength", self.pooling_strength, false)?;
@@ -603,20 +604,24 @@ struct Levels<'a> {
     user: Option<&'a UserState>,
 }
 
+/// A replica id must fit the low [`REPLICA_BITS`] bits of a decision id.
+pub(crate) fn check_replica_id(key: &str, id: u64) -> Result<()> {
+    if id <= MAX_REPLICA_ID {
+        return Ok(());
+    }
+    Err(Error::config(
+        key,
+        format!(
+            "must be in 0..={MAX_REPLICA_ID}, got {id} (decision ids carry the replica id in \
+             their low {REPLICA_BITS} bits)"
+        ),
+    ))
+}
+
 impl SlateBandit {
     /// A bandit with no data.
     pub fn new(config: BanditConfig) -> Result<Self> {
         config.validate()?;
-        if config.replica_id > MAX_REPLICA_ID {
-            return Err(Error::invalid(
-                "replica_id",
-                format!(
-                    "{} is out of range: replica ids are 0..={MAX_REPLICA_ID} (decision ids \
-                     carry them in their low {REPLICA_BITS} bits)",
-                    config.replica_id
-                ),
-            ));
-        }
         Ok(SlateBandit {
             config,
             items: (0..SHARDS)

@@ -179,6 +179,9 @@ impl EngineConfig {
             });
         }
         limits::count("graph_k", self.graph_k, 1..=MAX_NEIGHBOURS)?;
+        if let Some(id) = self.replica_id {
+            crate::bandit::check_replica_id("replica_id", id)?;
+        }
         if self.encoders.len() > MAX_ENCODERS {
             return Err(Error::config(
                 "encoders",
@@ -312,7 +315,11 @@ mod tests {
             &["0", "1025", "18446744073709551615"],
             &["1", "1024"],
         ),
-        ("replica_id", &[], &["0", "18446744073709551615"]),
+        (
+            "replica_id",
+            &["1024", "18446744073709551615"],
+            &["0", "1023"],
+        ),
         ("index.max_connections", &["3", "256"], &["4", "255"]),
         (
             "index.ef_construction",
@@ -410,7 +417,11 @@ mod tests {
         ("bandit.prune", &[], &["false", "true"]),
         ("bandit.seed", &[], &["0", "18446744073709551615"]),
         ("bandit.record_deltas", &[], &["false", "true"]),
-        ("bandit.replica_id", &[], &["0", "18446744073709551615"]),
+        (
+            "bandit.replica_id",
+            &["1024", "18446744073709551615"],
+            &["0", "1023"],
+        ),
         ("lookalike.min_seeds", &["10000001"], &["0", "10000000"]),
         (
             "lookalike.knn_k",

@@ -394,7 +394,6 @@ mod tests {
         Ok(())
     }
 
-
     const DIM: usize = 8;
 
     /// A deterministic unit-ish vector around one of three directions.
