@@ -494,13 +494,13 @@ fn decision_ids_increase_follow_the_clock_and_carry_the_replica() -> Result<()> 
         });
         match made {
             Ok(_) => assert!(ok),
-            Err(
-                e @ Error::InvalidArgument {
-                    name: "replica_id", ..
-                },
-            ) => {
+            Err(e @ Error::InvalidConfig { .. }) => {
                 assert!(!ok);
-                assert!(e.to_string().contains("0..=1023"), "{e}");
+                let text = e.to_string();
+                assert!(
+                    text.contains("bandit.replica_id") && text.contains("0..=1023"),
+                    "{text}"
+                );
             }
             Err(e) => panic!("{e}"),
         }
