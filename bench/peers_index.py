@@ -6,7 +6,8 @@ same schema so that bench/report.py can join them:
 
   {"bench":"index","impl":"hnswlib"|"faiss-hnsw"|"faiss-flat","dataset":NAME,
    "n":int,"dim":int,"m":int,"ef_construction":int,"build_s":float,
-   "build_threads":int,"ef":int,"recall_at_10":float,"qps":float,"query_threads":1}
+   "build_threads":int,"ef":int,"recall_at_10":float,"qps":float,"query_threads":1,
+   "rss_bytes_per_user":float}
 
 Usage:
   python3 bench/peers_index.py --vectors X.npy --queries Q.npy --dataset NAME \
@@ -27,6 +28,10 @@ What is timed:
     qps = queries * repeats / time. A per-query Python loop is avoided because
     interpreter overhead would dominate.
   * faiss-flat: exact IndexFlatIP, batched search of all queries (ef 0, m 0).
+  * rss_bytes_per_user: growth of the process's resident set (VmRSS) from
+    just before the index is created to just after the build, per vector
+    (the input matrix is loaded before; each index is freed before the next
+    is built, and glibc is asked to return freed memory first).
 A peer library that is not installed is skipped with a message on stderr.
 """
 import argparse
@@ -72,6 +77,20 @@ def timed_search(search, nq, min_time):
             return labels, nq * reps / elapsed
 
 
+def rss_bytes():
+    """Resident set size of this process (Linux), after returning free heap."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def try_import(name):
     try:
         return __import__(name)
@@ -85,18 +104,21 @@ def run_hnswlib(x, q, gt, a, emit):
     hnswlib = try_import("hnswlib")
     if hnswlib is None:
         return
+    rss0 = rss_bytes()
     index = hnswlib.Index(space="ip", dim=x.shape[1])
     index.init_index(max_elements=x.shape[0], ef_construction=a.ef_construction,
                      M=a.m, random_seed=100)
     t0 = time.perf_counter()
     index.add_items(x, np.arange(x.shape[0]), num_threads=a.build_threads)
     build_s = time.perf_counter() - t0
+    a.rss = (rss_bytes() - rss0) / x.shape[0]
     index.set_num_threads(1)
     for ef in a.efs:
         index.set_ef(ef)
         labels, qps = timed_search(lambda: index.knn_query(q, k=a.k, num_threads=1)[0],
                                    q.shape[0], a.min_time)
         emit("hnswlib", a.m, a.ef_construction, build_s, ef, recall(labels, gt), qps)
+    del index
 
 
 def run_faiss(x, q, gt, a, emit):
@@ -106,22 +128,27 @@ def run_faiss(x, q, gt, a, emit):
     d = x.shape[1]
     # HNSW
     faiss.omp_set_num_threads(a.build_threads)
+    rss0 = rss_bytes()
     index = faiss.IndexHNSWFlat(d, a.m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = a.ef_construction
     t0 = time.perf_counter()
     index.add(x)
     build_s = time.perf_counter() - t0
+    a.rss = (rss_bytes() - rss0) / x.shape[0]
     faiss.omp_set_num_threads(1)
     for ef in a.efs:
         index.hnsw.efSearch = ef
         labels, qps = timed_search(lambda: index.search(q, a.k)[1], q.shape[0], a.min_time)
         emit("faiss-hnsw", a.m, a.ef_construction, build_s, ef, recall(labels, gt), qps)
+    del index
     # Exact flat baseline
     faiss.omp_set_num_threads(a.build_threads)
+    rss0 = rss_bytes()
     flat = faiss.IndexFlatIP(d)
     t0 = time.perf_counter()
     flat.add(x)
     build_s = time.perf_counter() - t0
+    a.rss = (rss_bytes() - rss0) / x.shape[0]
     faiss.omp_set_num_threads(1)
     labels, qps = timed_search(lambda: flat.search(q, a.k)[1], q.shape[0], a.min_time)
     emit("faiss-flat", 0, 0, build_s, 0, recall(labels, gt), qps)
@@ -154,6 +181,7 @@ def main():
             "n": int(x.shape[0]), "dim": int(x.shape[1]), "m": m, "ef_construction": efc,
             "build_s": build_s, "build_threads": a.build_threads, "ef": ef,
             "recall_at_10": rec, "qps": qps, "query_threads": 1,
+            "rss_bytes_per_user": a.rss,
         }), flush=True)
 
     run_hnswlib(x, q, gt, a, emit)

@@ -217,7 +217,16 @@ pub unsafe extern "C" fn gw_engine_load(
         let p = unsafe { path(snapshot_path, "snapshot_path") }?;
         // SAFETY: the caller passes NULL or a writable pointer.
         let out = unsafe { Out::new(out_engine, "out_engine") }?;
-        open(Engine::load_with(p, LoadOptions { load_encoders }), out)
+        open(
+            Engine::load_with(
+                p,
+                LoadOptions {
+                    load_encoders,
+                    ..LoadOptions::default()
+                },
+            ),
+            out,
+        )
     })
 }
 

@@ -9,13 +9,13 @@
 //! |--------------|---------------|
 //! | 0 | the snapshot file as it is (exercises the frame checks) |
 //! | 1 | the MessagePack payload; the target frames it with this build's magic and version, the right length and a valid XXH3 checksum, so that mutations reach payload decoding and the engine's consistency checks instead of stopping at "checksum mismatch" |
-//! | 2 | structure-aware: byte 0 picks one of four real engines built at start (empty; users with the graph stored; users without it; users with tombstones, segments and a bandit with categories, user state, a replica journal and an open decision), the rest is a list of value edits of its payload (`groupwise_fuzz::edit`: numbers set to NaN, ±inf, -1, 1e308, 2^53+1, lengths cut, elements repeated, removed or swapped, vector bytes overwritten, nodes copied over others), framed with a valid checksum |
+//! | 2 | structure-aware: byte 0 picks one of seven real engines built at start (empty; users with the usearch graph stored at f16, f32 and i8; users without it; users with a deleted user, segments and a bandit with categories, user state, a replica journal and an open decision; an hnsw_rs graph with a tombstone), the rest is a list of value edits of its payload (`groupwise_fuzz::edit`: numbers set to NaN, ±inf, -1, 1e308, 2^53+1, lengths cut, elements repeated, removed or swapped, vector bytes overwritten, nodes copied over others), framed with a valid checksum |
 //!
 //! **Invariant.** What loads is used a little (stats, a search, a decision
 //! and its feedback, an upsert, a delete) and must then save, and what it
 //! saves must load again: a host never writes a snapshot it cannot restore.
 //!
-//! **Panics.** groupwise loads a stored HNSW graph through `hnsw_rs` inside
+//! **Panics.** groupwise loads a stored hnsw_rs graph through `hnsw_rs` inside
 //! `catch_unwind` and turns a panic there into an error. libfuzzer-sys aborts
 //! on *every* panic, caught or not, which would report those as crashes; so
 //! this target swaps in a quiet hook and only aborts (printing the panic) when
@@ -31,6 +31,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
 use groupwise::bandit::{Feedback, Request};
+use groupwise::index::{Backend, Precision};
 use groupwise::{Engine, EngineConfig};
 use groupwise_fuzz::{edit, frame, split};
 use libfuzzer_sys::fuzz_target;
@@ -60,8 +61,20 @@ fn vector(seed: u64, dim: usize) -> Vec<f32> {
 }
 
 fn engine(dim: usize, users: u64, store_graph: bool) -> Engine {
+    engine_on(dim, users, store_graph, Backend::Usearch, Precision::F16)
+}
+
+fn engine_on(
+    dim: usize,
+    users: u64,
+    store_graph: bool,
+    backend: Backend,
+    precision: Precision,
+) -> Engine {
     let mut config = EngineConfig::new(dim);
     config.snapshot.store_graph = store_graph;
+    config.index.backend = backend;
+    config.index.graph_precision = precision;
     config.segments.min_size = 5;
     config.replica_id = Some(1);
     let engine = Engine::new(config).expect("config");
@@ -95,7 +108,17 @@ fn seeds() -> &'static [rmpv::Value] {
         }
         full.decide(&Request::new(Some(43), None, &[1, 2], 2))
             .expect("an open decision");
-        [engine(2, 0, true), engine(4, 12, true), engine(3, 12, false), full]
+        let hnsw = engine_on(4, 12, true, Backend::HnswRs, Precision::F32);
+        hnsw.delete_user(8).expect("delete");
+        [
+            engine(2, 0, true),
+            engine(4, 12, true),
+            engine(3, 12, false),
+            full,
+            hnsw,
+            engine_on(4, 12, true, Backend::Usearch, Precision::I8),
+            engine_on(4, 12, true, Backend::Usearch, Precision::F32),
+        ]
             .iter()
             .map(|e| edit::decode(&e.to_bytes().expect("snapshot")[32..]))
             .collect()

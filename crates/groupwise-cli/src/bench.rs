@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use groupwise::data::{Interactions, InteractionsSpec};
 use groupwise::encoder::InputKind;
-use groupwise::index::recall_at_k;
+use groupwise::engine::{Engine, EngineConfig, LoadOptions};
+use groupwise::index::{recall_at_k, Backend, Precision};
 use groupwise::io::read_npy;
 use groupwise::{
     Encoder, EncoderOptions, IndexConfig, SearchMode, SearchOptions, Sequence, UserIndex,
@@ -117,6 +118,36 @@ pub struct IndexArgs {
     /// Insert in batches of this many vectors (0 = one batch).
     #[arg(long, default_value_t = 0)]
     pub insert_chunk: usize,
+    /// Index backend: usearch or hnsw_rs.
+    #[arg(long, default_value = "usearch")]
+    pub backend: String,
+    /// Precision of the graph's copy of the vectors: f32, f16 or i8
+    /// (usearch).
+    #[arg(long, default_value = "f16")]
+    pub graph_precision: String,
+    /// Also save a snapshot here and time loading it (memory-mapped and
+    /// copied); the file is removed afterwards.
+    #[arg(long)]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere), after
+/// asking the allocator to return freed memory.
+fn rss_bytes() -> u64 {
+    #[cfg(target_os = "linux")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -229,6 +260,16 @@ fn encode(a: &EncodeArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let backend: Backend = a
+        .backend
+        .parse()
+        .map_err(|_| format!("--backend {}: expected usearch or hnsw_rs", a.backend))?;
+    let precision: Precision = a.graph_precision.parse().map_err(|_| {
+        format!(
+            "--graph-precision {}: expected f32, f16 or i8",
+            a.graph_precision
+        )
+    })?;
     let (data, n, dim) = read_npy(&a.vectors)?;
     let (queries, nq, qdim) = read_npy(&a.queries)?;
     if qdim != dim {
@@ -238,11 +279,14 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
         .num_threads(a.build_threads)
         .build()?;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    let mut config = IndexConfig::new(dim);
-    config.max_connections = a.m;
-    config.ef_construction = a.ef_construction;
-    config.capacity_hint = n;
-    let index = UserIndex::new(config)?;
+    let mut config = EngineConfig::new(dim);
+    config.index.max_connections = a.m;
+    config.index.ef_construction = a.ef_construction;
+    config.index.capacity_hint = n;
+    config.index.backend = backend;
+    config.index.graph_precision = precision;
+    let rss0 = rss_bytes();
+    let engine = Engine::new(config)?;
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = Instant::now();
     let chunk = if a.insert_chunk == 0 {
@@ -252,14 +296,21 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     build_pool.install(|| -> groupwise::Result<()> {
         for (c, rows) in ids.chunks(chunk).zip(data.chunks(chunk * dim)) {
-            index.upsert_batch(c, rows)?;
+            engine.upsert_embeddings(c, rows)?;
         }
         Ok(())
     })?;
     let build_s = t.elapsed().as_secs_f64();
+    let rss_per_user = rss_bytes().saturating_sub(rss0) as f64 / n.max(1) as f64;
+    let index = engine.index();
+    let memory_per_user = index.stats().memory_bytes as f64 / n.max(1) as f64;
+    eprintln!(
+        "{backend} ({precision} graph): built {n} users in {build_s:.1} s; \
+         {memory_per_user:.0} bytes per user held, {rss_per_user:.0} resident"
+    );
 
     // The operating point groupwise would pick by itself (recall@10 >= 0.95 on
-    // a sample of the indexed users), reported next to the fixed `ef` sweep.
+    // the first 200 queries), reported next to the fixed `ef` sweep.
     let t = Instant::now();
     let calib = &queries[..queries.len().min(200 * dim)];
     let cal = index.calibrate_ef(calib, 0.95, a.k, 4096)?;
@@ -273,12 +324,14 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let truth = one.install(|| index.exact_search_batch(&queries, a.k))?;
     let exact_s = t.elapsed().as_secs_f64();
+    let imp = format!("groupwise-{backend}-{precision}");
     let row = |imp: &str, ef: usize, recall: f64, qps: f64| {
         json!({
             "bench": "index", "impl": imp, "dataset": a.dataset, "n": n, "dim": dim,
             "m": a.m, "ef_construction": a.ef_construction, "build_s": build_s,
             "build_threads": a.build_threads, "ef": ef, "recall_at_10": recall,
-            "qps": qps, "query_threads": 1,
+            "qps": qps, "query_threads": 1, "rss_bytes_per_user": rss_per_user,
+            "memory_bytes_per_user": memory_per_user, "calibrated_ef": cal.ef,
         })
     };
     emit(&row("groupwise-exact", 0, 1.0, nq as f64 / exact_s))?;
@@ -302,11 +355,51 @@ fn index(a: &IndexArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         let secs = t.elapsed().as_secs_f64();
         emit(&row(
-            "groupwise",
+            &imp,
             ef,
             recall_at_k(&approx, &truth),
             (nq * passes) as f64 / secs,
         ))?;
+    }
+    if let Some(dir) = &a.snapshot_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--snapshot-dir {}: {e}", dir.display()))?;
+        let path = dir.join(format!("bench-index-{backend}-{precision}-{n}.gw"));
+        let t = Instant::now();
+        let info = engine.save(&path)?;
+        let save_s = t.elapsed().as_secs_f64();
+        let probe = &queries[..queries.len().min(100 * dim)];
+        let opts = SearchOptions {
+            ef: Some(cal.ef),
+            mode: SearchMode::Approximate,
+            ..Default::default()
+        };
+        let before = index.search_batch(probe, a.k, &opts)?;
+        drop(engine);
+        for mmap in [true, false] {
+            let t = Instant::now();
+            let loaded = Engine::load_with(
+                &path,
+                LoadOptions {
+                    load_encoders: false,
+                    mmap,
+                    backend: None,
+                },
+            )?;
+            let load_s = t.elapsed().as_secs_f64();
+            // The first searches after a mapped load read the file.
+            let t = Instant::now();
+            let after = loaded.index().search_batch(probe, a.k, &opts)?;
+            let first_s = t.elapsed().as_secs_f64();
+            let same = before == after;
+            emit(&json!({
+                "bench": "index-snapshot", "impl": imp, "dataset": a.dataset, "n": n,
+                "bytes": info.bytes, "save_s": save_s, "mmap": mmap, "load_s": load_s,
+                "first_100_queries_s": first_s, "same_answers": same,
+                "mapped": loaded.index().stats().mapped,
+            }))?;
+        }
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -138,6 +138,7 @@ pub fn engine(a: &EngineArgs) -> Result<(), Box<dyn std::error::Error>> {
             &path,
             LoadOptions {
                 load_encoders: false,
+                ..LoadOptions::default()
             },
         )?;
         let load_s = t.elapsed().as_secs_f64();

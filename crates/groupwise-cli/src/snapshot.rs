@@ -43,6 +43,7 @@ pub fn run(c: &Command) -> Result<(), Box<dyn std::error::Error>> {
                 file,
                 LoadOptions {
                     load_encoders: false,
+                    ..LoadOptions::default()
                 },
             )?;
             let s = engine.stats();
@@ -72,6 +73,7 @@ fn to_json(i: &SnapshotInfo) -> serde_json::Value {
         "encoders": i.encoders,
         "users": i.users,
         "graph_stored": i.graph_stored,
+        "backend": i.backend.name(),
         "segments": i.segments,
         "bandit_items": i.bandit_items,
         "bandit_users": i.bandit_users,
@@ -88,7 +90,7 @@ pub fn describe(i: &SnapshotInfo) -> String {
     format!(
         "{path}\n  format version {v}, {mb:.1} MB, written by groupwise {gv} at {when}\n  \
          checksum XXH3-64 {sum:016x}: OK\n  \
-         users {users} (dimension {dim}; HNSW graph {graph})\n  \
+         users {users} (dimension {dim}; {backend} HNSW graph {graph})\n  \
          segments {segments}\n  \
          encoders {encoders}\n  \
          bandit: {items} items with counts, {busers} users with their own state, {pending} decisions awaiting feedback\n  \
@@ -102,6 +104,7 @@ pub fn describe(i: &SnapshotInfo) -> String {
         sum = i.checksum,
         users = i.users,
         dim = i.dim,
+        backend = i.backend,
         graph = if i.graph_stored { "stored" } else { "rebuilt on load" },
         segments = i.segments.map_or("not built".to_string(), |n| n.to_string()),
         encoders = if i.encoders.is_empty() { "-".to_string() } else { i.encoders.join(", ") },

@@ -199,7 +199,7 @@ fn demo_runs_on_movielens_and_checks_the_index() {
     let out = text(&inspected.stdout);
     assert!(inspected.status.success(), "{out}");
     assert!(
-        out.contains("users 943 (dimension 64; HNSW graph stored)"),
+        out.contains("users 943 (dimension 64; usearch HNSW graph stored)"),
         "{out}"
     );
     assert!(out.contains(": OK"), "{out}");

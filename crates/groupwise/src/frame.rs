@@ -219,6 +219,52 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read_file`] through a read-only memory map instead of a copy: the
+/// same checks (a regular file whose header's magic and length agree with
+/// its size) before the map is returned. A file shorter than a header is
+/// read as it is. The map is private: a file replaced by a later save (a
+/// rename) does not change it; a file truncated in place by another program
+/// while mapped would fault the reader, as with any memory-mapped file.
+pub(crate) fn map_file(path: &Path, magic: &[u8; 8]) -> Result<Mapped> {
+    let (file, meta) = crate::files::open_regular(path)?;
+    if meta.len() < HEADER_LEN as u64 {
+        return Ok(Mapped::Copied(read_file(path, magic)?));
+    }
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&file)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let payload_len = check_header(&header, magic, path)?;
+    check_length(
+        payload_len,
+        meta.len().saturating_sub(HEADER_LEN as u64),
+        path,
+    )?;
+    // SAFETY: a read-only private mapping of a regular file; see the doc
+    // comment for what a concurrent truncation would do.
+    let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok(Mapped::Map(std::sync::Arc::new(map)))
+}
+
+/// A file read by [`map_file`].
+pub(crate) enum Mapped {
+    /// Memory-mapped.
+    Map(std::sync::Arc<memmap2::Mmap>),
+    /// Too short to map usefully: read.
+    Copied(Vec<u8>),
+}
+
+impl Mapped {
+    /// The file's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Mapped::Map(m) => m,
+            Mapped::Copied(v) => v,
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory is written and fsynced, renamed over `path`, and the directory
 /// is fsynced. Until the rename, the previous file at `path` stays intact; a

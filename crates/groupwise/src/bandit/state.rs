@@ -133,6 +133,13 @@ impl BanditState {
         self.pending.len()
     }
 
+    /// The ids of the decisions awaiting feedback, ascending.
+    pub fn pending_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.pending.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The counters at the time of the export.
     pub fn stats(&self) -> &Stats {
         &self.stats

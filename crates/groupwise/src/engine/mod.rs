@@ -144,7 +144,7 @@ impl Counters {
 
 /// A consistent copy of the engine's state, for a snapshot.
 struct Parts {
-    index: IndexState,
+    index: IndexState<'static>,
     segments: Option<Segments>,
     bandit: BanditState,
     counters: snapshot::SavedCounters,

@@ -4,7 +4,8 @@
 //! The file is a frame (magic `GWSNAP\0\x1a`, format version, length and an
 //! XXH3-64 checksum over everything after the magic; see `frame.rs`) around a
 //! MessagePack (rmp-serde) payload: the config, the index (vectors, ids,
-//! tombstones and, by default, the HNSW graph), the segments and the bandit
+//! liveness and, by default, the HNSW graph as its backend's own bytes,
+//! tagged `{backend, version, bytes}`), the segments and the bandit
 //! (counts at every level, per-user state, open decisions, replica journal).
 //! Encoders are not copied into the snapshot: the config names their files,
 //! and loading opens them again. The engine's own counters (upserts,
@@ -29,12 +30,21 @@
 //! finite, non-negative and at most [`crate::limits::MAX_COUNT`]. A
 //! payload failing any check is [`Error::CorruptSnapshot`].
 //!
-//! **Versions.** [`SNAPSHOT_VERSION`] is written; every version from
-//! `OLDEST_VERSION` up is read, older payloads migrated on load. A newer
-//! file gives [`Error::SnapshotVersion`] telling to upgrade.
+//! **Loading** maps the file into memory by default ([`LoadOptions::mmap`]):
+//! the checksum is computed over the map, and a usearch graph is served in
+//! place from it (copied on the first write), so a read replica starts in
+//! about a second at a million users (BENCHMARKS.md).
+//!
+//! **Versions.** [`SNAPSHOT_VERSION`] (2) is written; every version from
+//! `OLDEST_VERSION` (1) up is read, older payloads migrated on load. A
+//! format-1 file holds an hnsw_rs graph: it loads served by hnsw_rs, with
+//! the same answers, unless [`LoadOptions::backend`] asks for another (the
+//! graph is then rebuilt). A newer file gives [`Error::SnapshotVersion`]
+//! telling to upgrade.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -43,13 +53,13 @@ use super::{Counters, Engine, EngineConfig, Parts, SnapshotConfig};
 use crate::bandit::{BanditState, SlateBandit, Stats};
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::index::{IndexState, UserIndex};
+use crate::index::{Backend, IndexState, IndexStateV1, UserIndex};
 use crate::segments::Segments;
 
 const MAGIC: &[u8; 8] = b"GWSNAP\0\x1a";
 
 /// The snapshot format version this build writes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// The oldest version this build reads.
 const OLDEST_VERSION: u32 = 1;
 
@@ -57,16 +67,48 @@ const OLDEST_VERSION: u32 = 1;
 /// order: new fields go at the end with `#[serde(default)]`, so older files
 /// (a shorter array) still decode.
 #[derive(Serialize, Deserialize)]
-struct Body {
+struct Body<'a> {
     groupwise_version: String,
     created_unix_ms: u64,
     config: EngineConfig,
-    index: IndexState,
+    #[serde(borrow)]
+    index: IndexState<'a>,
     segments: Option<Segments>,
     bandit: BanditState,
     /// Not in files written before groupwise stored it: zeros then.
     #[serde(default)]
     counters: SavedCounters,
+}
+
+/// The format-1 payload: the same but for the index part.
+#[derive(Deserialize)]
+struct BodyV1 {
+    groupwise_version: String,
+    created_unix_ms: u64,
+    config: EngineConfig,
+    index: IndexStateV1,
+    segments: Option<Segments>,
+    bandit: BanditState,
+    #[serde(default)]
+    counters: SavedCounters,
+}
+
+impl BodyV1 {
+    fn migrate(self) -> Body<'static> {
+        let index = self.index.migrate();
+        let mut config = self.config;
+        // A stored hnsw_rs graph keeps its backend (see the module docs).
+        config.index.backend = index.config().backend;
+        Body {
+            groupwise_version: self.groupwise_version,
+            created_unix_ms: self.created_unix_ms,
+            config,
+            index,
+            segments: self.segments,
+            bandit: self.bandit,
+            counters: self.counters,
+        }
+    }
 }
 
 /// The engine's own counters in a snapshot (see [`super::EngineStats`]).
@@ -104,6 +146,9 @@ pub struct SnapshotInfo {
     pub users: usize,
     /// Whether the HNSW graph is stored (else rebuilt on load).
     pub graph_stored: bool,
+    /// The index backend the snapshot's config names (and its stored
+    /// graph is for).
+    pub backend: Backend,
     /// Served segments (`None`: never built).
     pub segments: Option<usize>,
     /// Items with bandit counts.
@@ -126,12 +171,22 @@ pub struct LoadOptions {
     /// [`Engine::load_encoder`] is called (e.g. to inspect a snapshot on a
     /// machine without the models).
     pub load_encoders: bool,
+    /// Read the file through a memory map (default true): a stored usearch
+    /// graph is then served in place, not copied, until the first write.
+    /// Off, the file is read into memory.
+    pub mmap: bool,
+    /// Serve the index from this backend whatever the snapshot's config
+    /// names (default `None`: the config's). A stored graph of another
+    /// backend is rebuilt.
+    pub backend: Option<Backend>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             load_encoders: true,
+            mmap: true,
+            backend: None,
         }
     }
 }
@@ -144,10 +199,13 @@ fn corrupt(path: &Path, problem: impl Into<String>) -> Error {
 }
 
 /// Checks the frame and decodes the payload (migrating older versions).
-fn decode(bytes: &[u8], path: &Path) -> Result<(frame::Header, Body)> {
+fn decode<'a>(bytes: &'a [u8], path: &Path) -> Result<(frame::Header, Body<'a>)> {
     let (header, payload) = frame::decode(bytes, MAGIC, OLDEST_VERSION..=SNAPSHOT_VERSION, path)?;
-    // Version 1 is the only one so far. A version 2 keeps decoding version
-    // 1 payloads here (into the v1 body type) and converts them.
+    if header.version == 1 {
+        let body = rmp_serde::from_slice::<BodyV1>(payload)
+            .map_err(|e| corrupt(path, format!("cannot decode the format-1 payload: {e}")))?;
+        return Ok((header, body.migrate()));
+    }
     let body = rmp_serde::from_slice::<Body>(payload)
         .map_err(|e| corrupt(path, format!("cannot decode the payload: {e}")))?;
     Ok((header, body))
@@ -170,6 +228,7 @@ fn info(path: &Path, bytes: usize, header: &frame::Header, body: &Body) -> Snaps
             .collect(),
         users: body.index.live(),
         graph_stored: body.index.has_graph(),
+        backend: body.config.index.backend,
         segments: body.segments.as_ref().map(|s| s.ids().len()),
         bandit_items: body.bandit.items(),
         bandit_users: body.bandit.users(),
@@ -186,8 +245,8 @@ fn info(path: &Path, bytes: usize, header: &frame::Header, body: &Body) -> Snaps
 /// built (`Engine::load_with` with `load_encoders: false` checks all).
 pub fn inspect(path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
-    let bytes = frame::read_file(path, MAGIC)?;
-    inspect_at(&bytes, path)
+    let file = frame::map_file(path, MAGIC)?;
+    inspect_at(file.bytes(), path)
 }
 
 /// [`inspect`] on bytes in memory.
@@ -270,8 +329,16 @@ impl Engine {
     /// Loads a snapshot with options.
     pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Engine> {
         let path = path.as_ref();
+        if options.mmap {
+            let file = frame::map_file(path, MAGIC)?;
+            let map = match &file {
+                frame::Mapped::Map(m) => Some(m),
+                frame::Mapped::Copied(_) => None,
+            };
+            return Self::from_bytes_at(file.bytes(), path, options, map);
+        }
         let bytes = frame::read_file(path, MAGIC)?;
-        Self::from_bytes_at(&bytes, path, options)
+        Self::from_bytes_at(&bytes, path, options, None)
     }
 
     /// Builds an engine from snapshot bytes, without opening encoders.
@@ -281,12 +348,28 @@ impl Engine {
             Path::new("<bytes>"),
             LoadOptions {
                 load_encoders: false,
+                ..LoadOptions::default()
             },
+            None,
         )
     }
 
-    fn from_bytes_at(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Engine> {
-        let (_, body) = decode(bytes, path)?;
+    /// [`from_bytes`](Self::from_bytes) with options (`mmap` does not apply).
+    pub fn from_bytes_with(bytes: &[u8], options: LoadOptions) -> Result<Engine> {
+        Self::from_bytes_at(bytes, Path::new("<bytes>"), options, None)
+    }
+
+    fn from_bytes_at(
+        bytes: &[u8],
+        path: &Path,
+        options: LoadOptions,
+        map: Option<&Arc<memmap2::Mmap>>,
+    ) -> Result<Engine> {
+        let (_, mut body) = decode(bytes, path)?;
+        if let Some(backend) = options.backend {
+            body.config.index.backend = backend;
+            body.index.set_backend(backend);
+        }
         let config = body.config;
         config
             .validate()
@@ -322,7 +405,7 @@ impl Engine {
             }
         }
         let invalid = |e: Error| corrupt(path, e.to_string());
-        let index = UserIndex::from_state(body.index).map_err(invalid)?;
+        let index = UserIndex::from_state_in(body.index, map).map_err(invalid)?;
         if let Some(s) = &body.segments {
             s.check(&index).map_err(invalid)?;
         }
@@ -519,12 +602,23 @@ mod tests {
             Box::new(|b| *b.index.ef_search_mut() = 4_000_000_000),
         );
         add(
-            "the graph's copy of a vector -inf",
-            Box::new(|b| b.index.set_graph_copy(3, f32::NEG_INFINITY)),
+            "the stored graph cut short",
+            Box::new(|b| {
+                let g = b.index.graph_bytes_mut();
+                g.truncate(g.len() - 1);
+            }),
         );
         add(
-            "the graph's copy of a vector changed",
-            Box::new(|b| b.index.set_graph_copy(3, 0.5)),
+            "a link of the stored graph out of range",
+            Box::new(|b| b.index.break_a_graph_link()),
+        );
+        add(
+            "the stored graph tagged with another backend",
+            Box::new(|b| *b.index.graph_backend_mut() = Backend::HnswRs),
+        );
+        add(
+            "the stored graph of another format version",
+            Box::new(|b| *b.index.graph_version_mut() += 1),
         );
         // The config: ranges, in every part.
         add(

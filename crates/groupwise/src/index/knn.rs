@@ -1,6 +1,7 @@
 //! All-pairs k-nearest-neighbour lists: the input of the kNN graph (segments,
-//! diffusion). One search per user through hnsw_rs costs as much as building
-//! the index again; this reuses what the index already knows instead.
+//! diffusion). One graph search per user costs about as much as building
+//! the index again; this reuses what the graph already knows instead (both
+//! backends expose their base layer).
 //!
 //! * Populations on the exact path: exact, as a blocked matrix product.
 //! * Otherwise: the HNSW base layer, refined by two rounds of
@@ -14,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::exact::{top_k_batch, Scored, TopK};
-use super::{Neighbor, SearchOptions, UserIndex};
+use super::{Neighbor, SearchOptions, Slot, UserIndex};
 use crate::error::{Error, Result};
 use crate::vector::dot;
 
@@ -28,9 +29,19 @@ impl UserIndex {
         if k == 0 {
             return Err(Error::invalid("k", "kNN lists need k >= 1"));
         }
+        // The graph's base layer, read while no writer changes it (usearch's
+        // adjacency is read in place); then only the rows are needed.
+        let base = if self.use_exact(&self.inner.read(), &SearchOptions::default()) {
+            None
+        } else {
+            let _writer = self.writer.lock();
+            let slots = self.inner.read().ids.len();
+            self.graph.read().as_ref().map(|g| g.base_layer(slots))
+        };
         let inner = self.inner.read();
         let dim = self.config.dim;
-        let live: Vec<usize> = (0..inner.ids.len()).filter(|&s| inner.alive[s]).collect();
+        let is_live = |s: usize| inner.state.get(s) == Some(&Slot::Live);
+        let live: Vec<usize> = (0..inner.ids.len()).filter(|&s| is_live(s)).collect();
         // Nobody has more neighbours than the other live users.
         let k = k.min(live.len().max(1));
         let vector = |s: usize| &inner.data[s * dim..(s + 1) * dim];
@@ -45,28 +56,23 @@ impl UserIndex {
                 })
                 .collect()
         };
-        if self.use_exact(&inner, &SearchOptions::default()) {
+        let Some(mut base) = base else {
             let queries: Vec<f32> = live
                 .iter()
                 .flat_map(|&s| vector(s).iter().copied())
                 .collect();
-            let found = top_k_batch(&inner.data, dim, &queries, k + 1, &|s| inner.alive[s]);
+            let found = top_k_batch(&inner.data, dim, &queries, k + 1, &is_live);
             return Ok(live
                 .iter()
                 .zip(found)
                 .map(|(&s, f)| (inner.ids[s], to_neighbors(s, f)))
                 .collect());
-        }
-        // Base-layer adjacency by slot (tombstones included: they still bridge).
-        let mut base: Vec<Vec<u32>> = vec![Vec::new(); inner.ids.len()];
-        for point in inner.graph.get_point_indexation() {
-            let slot = point.get_origin_id();
-            if let (Some(list), Some(layer0)) = (
-                base.get_mut(slot),
-                point.get_neighborhood_id().into_iter().next(),
-            ) {
-                *list = layer0.iter().map(|n| n.d_id as u32).collect();
-            }
+        };
+        // Base-layer adjacency by slot (tombstones included: they still
+        // bridge); slots added since it was read have none.
+        base.resize(inner.ids.len(), Vec::new());
+        for list in base.iter_mut() {
+            list.retain(|&n| (n as usize) < inner.ids.len());
         }
         // Round 1: base-layer neighbours and theirs. Round 2: the round-1
         // lists and theirs (k + k² candidates, cheap), which catches most of
@@ -78,7 +84,7 @@ impl UserIndex {
             let own = vector(s);
             for &c in candidates.iter() {
                 let c = c as usize;
-                if c != s && inner.alive[c] {
+                if c != s && is_live(c) {
                     top.push(dot(own, vector(c)), c);
                 }
             }

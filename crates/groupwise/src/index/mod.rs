@@ -1,54 +1,72 @@
 //! The user index: external `u64` user ids → unit embedding vectors, with
-//! approximate k-nearest-neighbour search by HNSW (hnsw_rs) and an exact path.
+//! approximate k-nearest-neighbour search by HNSW and an exact path.
 //!
-//! # What it adds to hnsw_rs
+//! # What is the index's own, and what is the backend's
 //!
-//! * **Upsert and delete.** hnsw_rs cannot remove a point. A deleted or replaced
-//!   user becomes a *tombstone*: its graph node stays (it still routes searches)
-//!   but it is filtered out of every result. When tombstones pass
-//!   [`IndexConfig::rebuild_tombstone_fraction`] of the graph, the graph is rebuilt
-//!   from the live vectors inside the call that crossed the threshold.
-//! * **Cosine that cannot panic.** Vectors are checked (dimension, finite, not
-//!   zero) and normalised on the way in; see [`CosineDistance`].
+//! The index keeps the id ↔ slot map, the vectors (once, as f32: one row per
+//! slot), the exact path, filters, calibration and the rebuild policy. The
+//! approximate part is an HNSW graph over the slots behind the [`backend`]
+//! seam: [`Backend::Usearch`] by default, [`Backend::HnswRs`] on request
+//! ([`IndexConfig::backend`]). Every candidate a graph returns is re-scored
+//! exactly against the index's own vectors, so similarities are exact
+//! whatever the graph's [`Precision`]. BENCHMARKS.md measures both backends
+//! against hnswlib and faiss; the README says how to choose.
+//!
+//! * **Upsert and delete.** A new or replaced vector goes into a free slot
+//!   (or a new one). A deleted or replaced user's slot is removed from the
+//!   graph where the backend can (usearch) and freed for reuse; where it
+//!   cannot (hnsw_rs) it stays as a *tombstone*, filtered out of results,
+//!   until tombstones pass [`IndexConfig::rebuild_tombstone_fraction`] of
+//!   the graph and the graph is rebuilt.
+//! * **Cosine that cannot fail.** Vectors are checked (dimension, finite, not
+//!   zero) and normalised on the way in.
 //! * **Filters that stay fast and correct.** An allow-list or a predicate is
-//!   served by the graph when it keeps a good share of users, and by an exact scan
-//!   of the allowed users when it is selective (graph search degrades badly
-//!   there). If the graph returns fewer than `k` results, the exact path fills in.
-//! * **An exact path** for small populations, selective filters, and ground truth.
+//!   served by the graph when it keeps a good share of users, and by an exact
+//!   scan of the allowed users when it is selective (graph search degrades
+//!   badly there). If the graph returns fewer than `k` results, the exact
+//!   path fills in.
+//! * **An exact path** for small populations, selective filters, and ground
+//!   truth.
 //!
 //! # Concurrency
 //!
-//! `UserIndex` is `Send + Sync`: searches run in parallel under a shared read
-//! lock; upserts, deletes and rebuilds take the write lock briefly (a rebuild
-//! holds it for its whole duration: about a second per 100k users on 2 cores).
+//! `UserIndex` is `Send + Sync`. Searches run in parallel under shared
+//! locks. Writers (upserts, deletes) take turns among themselves, and hold
+//! the index's exclusive locks only to place rows and to publish them:
+//! inserting into the graph, the slow part, runs beside searches (a user
+//! becomes visible when its insert is published, all of a batch at once).
+//! A rebuild builds the new graph beside the live one from a copy of the
+//! live rows, with no lock held, then replays what changed meanwhile and
+//! swaps it in: upserts, deletes and searches never wait for it.
 
-mod distance;
+pub mod backend;
 mod exact;
 mod knn;
 mod persist;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use hnsw_rs::prelude::Hnsw;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 
-pub use distance::CosineDistance;
-pub use persist::IndexState;
+pub use backend::{Backend, CosineDistance, Precision};
+pub(crate) use persist::IndexStateV1;
+pub use persist::{IndexState, StoredGraph};
 
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_DIM, MAX_EF};
-use crate::vector::normalized;
+use crate::vector::{dot, normalized};
+use backend::{Graph, Params};
 use exact::Scored;
 
-/// hnsw_rs requires exactly 16 layers for its dump format; keeping it lets a
-/// later snapshot store the graph.
-const MAX_LAYERS: usize = 16;
-
-/// The largest [`IndexConfig::capacity_hint`]: hnsw_rs reserves memory for
-/// it up front.
+/// The largest [`IndexConfig::capacity_hint`]: backends reserve memory
+/// for it up front.
 const MAX_CAPACITY_HINT: usize = 1 << 28;
+
+/// The largest number of slots (usearch keys and hnsw_rs ids are slots;
+/// usearch addresses nodes with 32-bit numbers).
+const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
 
 /// Parameters of the user index.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -56,34 +74,41 @@ const MAX_CAPACITY_HINT: usize = 1 << 28;
 pub struct IndexConfig {
     /// Embedding dimension (required; 1..=[`MAX_DIM`]).
     pub dim: usize,
-    /// HNSW links per node and layer (`M`, 4..=255: hnsw_rs stores it in a
-    /// byte). Default 24.
+    /// HNSW links per node and layer (`M`, 4..=255; the base layer has
+    /// `2 M`). Default 24.
     pub max_connections: usize,
-    /// Candidate list size while building (`efConstruction`, 1..=[`MAX_EF`]:
-    /// hnsw_rs allocates it for every insert). Default 200.
+    /// Candidate list size while building (`efConstruction`, 1..=[`MAX_EF`]).
+    /// Default 200.
     pub ef_construction: usize,
     /// Default candidate list size while searching (`ef`, 1..=[`MAX_EF`]);
-    /// raised to `k` when smaller. Default 64 (recall@10 ≥ 0.95 on the
-    /// benchmarks in BENCHMARKS.md).
+    /// raised to `k` when smaller. Default 64; [`UserIndex::calibrate_ef`]
+    /// finds the smallest that reaches a target recall (BENCHMARKS.md).
     pub ef_search: usize,
-    /// Expected number of users (an allocation hint, not a limit; 0..=2^28:
-    /// hnsw_rs reserves memory for it up front). Default 10,000.
+    /// Expected number of users (an allocation hint, not a limit;
+    /// 0..=2^28: reserved up front). Default 10,000.
     pub capacity_hint: usize,
     /// Populations with at most this many live users are searched exactly
     /// (any value). On 64-d vectors an exact scan of 20k users answers as
-    /// fast as the graph at `ef` 64 (BENCHMARKS.md), and it is always right.
+    /// fast as a graph at `ef` 64 (BENCHMARKS.md), and it is always right.
     /// Default 16,384.
     pub exact_below: usize,
     /// A filter that keeps less than this share of users is served by an exact
     /// scan of the allowed users (in [0, 1]). Default 0.02.
     pub exact_selectivity: f64,
     /// Rebuild the graph when tombstones exceed this share of its nodes (in
-    /// (0, 1]). Default 0.25.
+    /// (0, 1]; only backends without real deletes, hnsw_rs, leave
+    /// tombstones). Default 0.25.
     pub rebuild_tombstone_fraction: f64,
     /// Build the HNSW graph (default true). Without it the index is exact-only
     /// (every search is a scan, like a flat index): no build cost, always
     /// right, and fast enough for tens of thousands of users or batch jobs.
     pub build_graph: bool,
+    /// The HNSW implementation (`"usearch"`, the default, or `"hnsw_rs"`).
+    pub backend: Backend,
+    /// The precision of the graph's own copy of the vectors (`"f32"`,
+    /// `"f16"`, the default, or `"i8"`; usearch only: hnsw_rs keeps f32).
+    /// The index's vectors, and so every similarity it returns, stay f32.
+    pub graph_precision: Precision,
 }
 
 impl Default for IndexConfig {
@@ -106,6 +131,8 @@ impl IndexConfig {
             exact_selectivity: 0.02,
             rebuild_tombstone_fraction: 0.25,
             build_graph: true,
+            backend: Backend::default(),
+            graph_precision: Precision::default(),
         }
     }
 
@@ -132,6 +159,15 @@ impl IndexConfig {
         )?;
         Ok(())
     }
+
+    fn params(&self) -> Params {
+        Params {
+            dim: self.dim,
+            m: self.max_connections,
+            ef_construction: self.ef_construction,
+            precision: self.graph_precision,
+        }
+    }
 }
 
 /// Which users a search may return.
@@ -143,6 +179,7 @@ pub enum Filter<'a> {
     Deny(&'a HashSet<u64>),
     /// Users for which the predicate holds. It is called from several threads
     /// and may be called on a sample of users to estimate its selectivity.
+    /// A predicate that panics during a graph search keeps nothing.
     Predicate(&'a (dyn Fn(u64) -> bool + Sync)),
 }
 
@@ -183,8 +220,7 @@ pub enum SearchMode {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SearchOptions<'a> {
     /// Candidate list size; `None` uses [`IndexConfig::ef_search`]. Raised
-    /// to `k` and capped at the larger of `k` and [`MAX_EF`] (hnsw_rs
-    /// allocates it for every search).
+    /// to `k` and capped at the larger of `k` and [`MAX_EF`].
     pub ef: Option<usize>,
     /// Restrict the result to some users.
     pub filter: Option<Filter<'a>>,
@@ -206,23 +242,75 @@ pub struct Neighbor {
 pub struct IndexStats {
     /// Users currently in the index.
     pub live: usize,
-    /// Graph nodes of deleted or replaced users still in the graph.
+    /// Graph nodes of deleted or replaced users still in the graph
+    /// (backends without real deletes).
     pub tombstones: usize,
     /// Graph rebuilds so far.
     pub rebuilds: u64,
+    /// The graph's backend.
+    pub backend: Backend,
+    /// The precision of the graph's copy of the vectors.
+    pub graph_precision: Precision,
+    /// Bytes held: the index's vectors, ids and map, and the graph (for a
+    /// memory-mapped graph, only what is not file-backed).
+    pub memory_bytes: usize,
+    /// Whether the graph reads a memory-mapped snapshot (until the first
+    /// write copies it).
+    pub mapped: bool,
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A live user's vector, in the graph.
+    Live,
+    /// Being inserted: in the store, maybe in the graph, not yet visible.
+    Pending,
+    /// A deleted or replaced vector still in the graph (a tombstone).
+    Dead,
+    /// Not in the graph: reusable.
+    Free,
 }
 
 struct Inner {
-    /// Row-major unit vectors, one per slot (slot = hnsw_rs data id).
+    /// Row-major unit vectors, one per slot (free slots hold stale rows).
     data: Vec<f32>,
     /// External id of each slot.
     ids: Vec<u64>,
-    /// Whether each slot is live (false = tombstone).
-    alive: Vec<bool>,
+    state: Vec<Slot>,
     slot_of: HashMap<u64, usize>,
+    /// Free slots, reused last-freed first.
+    free: Vec<usize>,
+    /// Slots in state `Dead`.
     tombstones: usize,
     rebuilds: u64,
-    graph: Hnsw<'static, f32, CosineDistance>,
+}
+
+impl Inner {
+    fn row(&self, slot: usize, dim: usize) -> &[f32] {
+        &self.data[slot * dim..(slot + 1) * dim]
+    }
+
+    /// A slot for a new row: a free one (unless a rebuild runs: its replay
+    /// relies on slots not changing their vector) or a new one.
+    fn take_slot(&mut self, reuse: bool, dim: usize) -> Result<usize> {
+        if reuse {
+            if let Some(s) = self.free.pop() {
+                return Ok(s);
+            }
+        }
+        let s = self.ids.len();
+        if s >= MAX_SLOTS {
+            return Err(Error::invalid(
+                "index",
+                format!("the index is full ({MAX_SLOTS} slots)"),
+            ));
+        }
+        self.ids.push(0);
+        self.state.push(Slot::Free);
+        self.data.resize(self.data.len() + dim, 0.0);
+        Ok(s)
+    }
 }
 
 /// Users' embeddings with approximate and exact nearest-neighbour search.
@@ -232,6 +320,13 @@ pub struct UserIndex {
     /// [`UserIndex::calibrate_ef`] changes it).
     ef_search: AtomicUsize,
     inner: RwLock<Inner>,
+    /// `None` for an exact-only index. Lock order: `writer`, then `inner`,
+    /// then `graph`.
+    graph: RwLock<Option<Box<dyn Graph>>>,
+    /// Writers take turns.
+    writer: Mutex<()>,
+    /// Set while a rebuild builds its graph.
+    rebuilding: AtomicBool,
 }
 
 impl std::fmt::Debug for UserIndex {
@@ -243,49 +338,66 @@ impl std::fmt::Debug for UserIndex {
     }
 }
 
-fn new_graph(config: &IndexConfig, capacity: usize) -> Hnsw<'static, f32, CosineDistance> {
-    Hnsw::new(
-        config.max_connections,
-        capacity.max(1),
-        MAX_LAYERS,
-        config.ef_construction,
-        CosineDistance,
-    )
-}
-
-/// A new graph holding every row of `data` (row-major, slot = row), or an
-/// empty one for an exact-only index. `capacity` is the allocation hint.
+/// A new graph holding the given slots' rows (in parallel), or `None`
+/// for an exact-only index.
 fn graph_of(
     config: &IndexConfig,
-    data: &[f32],
-    capacity: usize,
-) -> Hnsw<'static, f32, CosineDistance> {
-    let graph = new_graph(config, capacity);
-    if config.build_graph && !data.is_empty() {
-        let batch: Vec<(&[f32], usize)> = data.chunks_exact(config.dim).zip(0..).collect();
-        graph.parallel_insert_slice(&batch);
+    rows: &[(usize, &[f32])],
+    slots: usize,
+) -> Result<Option<Box<dyn Graph>>> {
+    if !config.build_graph {
+        return Ok(None);
     }
-    graph
+    let mut graph = backend::new_graph(config.backend, config.params(), slots)?;
+    graph.prepare_write(slots)?;
+    insert_all(graph.as_ref(), rows)?;
+    Ok(Some(graph))
+}
+
+fn insert_all(graph: &dyn Graph, rows: &[(usize, &[f32])]) -> Result<()> {
+    if rows.len() == 1 {
+        return graph.insert(rows[0].0, rows[0].1);
+    }
+    rows.par_iter().try_for_each(|&(s, v)| graph.insert(s, v))
 }
 
 impl UserIndex {
     /// An empty index.
     pub fn new(config: IndexConfig) -> Result<Self> {
         config.validate()?;
-        let graph = new_graph(&config, config.capacity_hint);
-        Ok(UserIndex {
-            inner: RwLock::new(Inner {
+        let graph = if config.build_graph {
+            Some(backend::new_graph(
+                config.backend,
+                config.params(),
+                config.capacity_hint,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self::assemble(
+            config,
+            Inner {
                 data: Vec::new(),
                 ids: Vec::new(),
-                alive: Vec::new(),
+                state: Vec::new(),
                 slot_of: HashMap::new(),
+                free: Vec::new(),
                 tombstones: 0,
                 rebuilds: 0,
-                graph,
-            }),
+            },
+            graph,
+        ))
+    }
+
+    fn assemble(config: IndexConfig, inner: Inner, graph: Option<Box<dyn Graph>>) -> UserIndex {
+        UserIndex {
             ef_search: AtomicUsize::new(config.ef_search),
             config,
-        })
+            inner: RwLock::new(inner),
+            graph: RwLock::new(graph),
+            writer: Mutex::new(()),
+            rebuilding: AtomicBool::new(false),
+        }
     }
 
     /// The default search width in force (see [`calibrate_ef`](Self::calibrate_ef)).
@@ -321,31 +433,41 @@ impl UserIndex {
     /// The stored (unit-length) vector of a user.
     pub fn vector(&self, id: u64) -> Option<Vec<f32>> {
         let inner = self.inner.read();
-        let dim = self.config.dim;
         inner
             .slot_of
             .get(&id)
-            .map(|&s| inner.data[s * dim..(s + 1) * dim].to_vec())
+            .map(|&s| inner.row(s, self.config.dim).to_vec())
     }
 
-    /// Live user ids, in insertion order of their current vectors.
+    /// Live user ids, in slot order.
     pub fn ids(&self) -> Vec<u64> {
         let inner = self.inner.read();
         inner
             .ids
             .iter()
-            .zip(&inner.alive)
-            .filter_map(|(&id, &a)| a.then_some(id))
+            .zip(&inner.state)
+            .filter_map(|(&id, &st)| (st == Slot::Live).then_some(id))
             .collect()
     }
 
-    /// Counters.
+    /// Counters and sizes.
     pub fn stats(&self) -> IndexStats {
         let inner = self.inner.read();
+        let graph = self.graph.read();
+        let own = inner.data.capacity() * 4
+            + inner.ids.capacity() * 8
+            + inner.state.capacity()
+            + inner.free.capacity() * 8
+            // A hash map entry: key, value and a control byte, at 7/8 load.
+            + inner.slot_of.capacity() * 17 * 8 / 7;
         IndexStats {
             live: inner.slot_of.len(),
             tombstones: inner.tombstones,
             rebuilds: inner.rebuilds,
+            backend: self.config.backend,
+            graph_precision: self.config.graph_precision,
+            memory_bytes: own + graph.as_ref().map_or(0, |g| g.memory_bytes()),
+            mapped: graph.as_ref().is_some_and(|g| g.is_mapped()),
         }
     }
 
@@ -364,7 +486,9 @@ impl UserIndex {
 
     /// Inserts or replaces many users at once (graph insertion runs in
     /// parallel). `vectors` is row-major, `ids.len() * dim` long. Every row is
-    /// validated before anything changes; a later duplicate id in the batch wins.
+    /// validated before anything changes; a later duplicate id in the batch
+    /// wins. The batch becomes visible to searches at once, when its graph
+    /// inserts are done.
     pub fn upsert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
         let dim = self.config.dim;
         if vectors.len() != ids.len() * dim {
@@ -374,90 +498,269 @@ impl UserIndex {
                 got: format!("{} values", vectors.len()),
             });
         }
-        let rows: Vec<Vec<f32>> = vectors
-            .par_chunks(dim.max(1))
-            .enumerate()
-            .map(|(i, v)| normalized(&format!("vector of user {}", ids[i]), v, dim))
-            .collect::<Result<_>>()?;
-
         // Last occurrence of each id wins.
         let mut last: HashMap<u64, usize> = HashMap::with_capacity(ids.len());
         for (i, &id) in ids.iter().enumerate() {
             last.insert(id, i);
         }
-        let mut inner = self.inner.write();
-        let first_new = inner.ids.len();
-        for (i, &id) in ids.iter().enumerate() {
-            if last.get(&id) != Some(&i) {
-                continue;
+        let keep: Vec<usize> = (0..ids.len()).filter(|i| last[&ids[*i]] == *i).collect();
+        let mut rows = vec![0f32; keep.len() * dim];
+        rows.par_chunks_mut(dim)
+            .zip(keep.par_iter())
+            .try_for_each(|(out, &i)| {
+                let v = normalized(
+                    &format!("vector of user {}", ids[i]),
+                    &vectors[i * dim..(i + 1) * dim],
+                    dim,
+                )?;
+                out.copy_from_slice(&v);
+                Ok::<(), Error>(())
+            })?;
+        drop(last);
+
+        let _writer = self.writer.lock();
+        // 1. Place the rows in slots, not yet visible.
+        let reuse = !self.rebuilding.load(Ordering::Acquire);
+        let slots: Vec<usize> = {
+            let mut inner = self.inner.write();
+            let mut slots = Vec::with_capacity(keep.len());
+            for (j, row) in rows.chunks_exact(dim.max(1)).enumerate() {
+                let s = match inner.take_slot(reuse, dim) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        for &s in &slots {
+                            inner.state[s] = Slot::Free;
+                            inner.free.push(s);
+                        }
+                        return Err(e);
+                    }
+                };
+                inner.data[s * dim..(s + 1) * dim].copy_from_slice(row);
+                inner.ids[s] = ids[keep[j]];
+                inner.state[s] = Slot::Pending;
+                slots.push(s);
             }
-            let slot = inner.ids.len();
-            if let Some(old) = inner.slot_of.insert(id, slot) {
-                inner.alive[old] = false;
+            slots
+        };
+        // 2. Insert them into the graph, beside searches.
+        if let Err(e) = self.insert_into_graph(&slots, &rows) {
+            let retired = self.retire_slots(&slots);
+            self.finish_retire(retired);
+            return Err(e);
+        }
+        // 3. Publish: the new rows become visible, the replaced ones not.
+        let mut replaced = Vec::new();
+        {
+            let mut inner = self.inner.write();
+            for &s in &slots {
+                inner.state[s] = Slot::Live;
+                let id = inner.ids[s];
+                if let Some(old) = inner.slot_of.insert(id, s) {
+                    inner.state[old] = Slot::Dead;
+                    inner.tombstones += 1;
+                    replaced.push(old);
+                }
+            }
+        }
+        // 4. Take the replaced rows out of the graph.
+        let retired = self.retire_slots(&replaced);
+        drop(_writer);
+        self.finish_retire(retired);
+        Ok(())
+    }
+
+    fn insert_into_graph(&self, slots: &[usize], rows: &[f32]) -> Result<()> {
+        let dim = self.config.dim;
+        let total = self.inner.read().ids.len();
+        {
+            let mut graph = self.graph.write();
+            match graph.as_mut() {
+                Some(g) => g.prepare_write(total)?,
+                None => return Ok(()),
+            }
+        }
+        let graph = self.graph.read();
+        let Some(g) = graph.as_ref() else {
+            return Ok(());
+        };
+        let batch: Vec<(usize, &[f32])> = slots
+            .iter()
+            .zip(rows.chunks_exact(dim.max(1)))
+            .map(|(&s, r)| (s, r))
+            .collect();
+        insert_all(g.as_ref(), &batch)
+    }
+
+    /// Removes `slots` (state `Dead`, or `Pending` after a failed insert)
+    /// from the graph where the backend can, and frees them; the others
+    /// stay tombstones. Returns whether a rebuild is due.
+    fn retire_slots(&self, slots: &[usize]) -> bool {
+        if slots.is_empty() {
+            return false;
+        }
+        let removed: Vec<bool> = {
+            let prepared = {
+                let mut graph = self.graph.write();
+                match graph.as_mut() {
+                    Some(g) => g.prepare_write(0).is_ok(),
+                    None => true,
+                }
+            };
+            let graph = self.graph.read();
+            slots
+                .iter()
+                .map(|&s| match graph.as_ref() {
+                    None => true,
+                    Some(g) => prepared && g.remove(s).unwrap_or(false),
+                })
+                .collect()
+        };
+        let mut inner = self.inner.write();
+        for (&s, &gone) in slots.iter().zip(&removed) {
+            let was_dead = inner.state[s] == Slot::Dead;
+            if gone {
+                inner.state[s] = Slot::Free;
+                inner.free.push(s);
+                // A deleted user's vector does not linger in memory or in
+                // snapshots.
+                let dim = self.config.dim;
+                inner.data[s * dim..(s + 1) * dim].fill(0.0);
+                if was_dead {
+                    inner.tombstones -= 1;
+                }
+            } else if !was_dead {
+                // A failed insert the graph may hold: a tombstone.
+                inner.state[s] = Slot::Dead;
                 inner.tombstones += 1;
             }
-            inner.data.extend_from_slice(&rows[i]);
-            inner.ids.push(id);
-            inner.alive.push(true);
         }
-        let batch: Vec<(&[f32], usize)> = (first_new..inner.ids.len())
-            .map(|s| (&inner.data[s * dim..(s + 1) * dim], s))
-            .collect();
-        if !self.config.build_graph {
-            // Exact-only index: nothing to insert.
-        } else if batch.len() > 1 {
-            inner.graph.parallel_insert_slice(&batch);
-        } else if let Some(&(v, s)) = batch.first() {
-            inner.graph.insert_slice((v, s));
+        let nodes = inner.slot_of.len() + inner.tombstones;
+        self.config.build_graph
+            && nodes > 0
+            && inner.tombstones as f64 > self.config.rebuild_tombstone_fraction * nodes as f64
+    }
+
+    /// Runs the rebuild [`retire_slots`](Self::retire_slots) found due
+    /// (with no lock held).
+    fn finish_retire(&self, rebuild_due: bool) {
+        if rebuild_due {
+            // An error leaves the current graph serving; the next delete
+            // tries again.
+            let _ = self.rebuild_graph();
         }
-        self.maybe_rebuild(&mut inner);
-        Ok(())
     }
 
     /// Removes a user. Unknown ids are an error ([`Error::UnknownUser`]).
     pub fn delete(&self, id: u64) -> Result<()> {
-        let mut inner = self.inner.write();
-        let slot = inner.slot_of.remove(&id).ok_or(Error::UnknownUser(id))?;
-        inner.alive[slot] = false;
-        inner.tombstones += 1;
-        self.maybe_rebuild(&mut inner);
+        let writer = self.writer.lock();
+        let slot = {
+            let mut inner = self.inner.write();
+            let slot = inner.slot_of.remove(&id).ok_or(Error::UnknownUser(id))?;
+            inner.state[slot] = Slot::Dead;
+            inner.tombstones += 1;
+            slot
+        };
+        let due = self.retire_slots(&[slot]);
+        drop(writer);
+        self.finish_retire(due);
         Ok(())
     }
 
-    /// Rebuilds the graph from the live users now, dropping every tombstone.
-    pub fn rebuild(&self) {
-        let mut inner = self.inner.write();
-        Self::rebuild_locked(&self.config, &mut inner);
+    /// Rebuilds the graph from the live users now, dropping every tombstone
+    /// (see the module docs: searches and writers do not wait for it).
+    pub fn rebuild(&self) -> Result<()> {
+        self.rebuild_graph()
     }
 
-    fn maybe_rebuild(&self, inner: &mut Inner) {
-        let nodes = inner.ids.len();
-        if nodes > 0
-            && inner.tombstones as f64 > self.config.rebuild_tombstone_fraction * nodes as f64
-        {
-            Self::rebuild_locked(&self.config, inner);
+    fn rebuild_graph(&self) -> Result<()> {
+        if !self.config.build_graph || self.rebuilding.swap(true, Ordering::AcqRel) {
+            // Exact-only, or another rebuild runs already.
+            return Ok(());
         }
-    }
-
-    fn rebuild_locked(config: &IndexConfig, inner: &mut Inner) {
-        let dim = config.dim;
-        let live = inner.slot_of.len();
-        let mut data = Vec::with_capacity(live * dim);
-        let mut ids = Vec::with_capacity(live);
-        for (slot, (&id, &a)) in inner.ids.iter().zip(&inner.alive).enumerate() {
-            if a {
-                data.extend_from_slice(&inner.data[slot * dim..(slot + 1) * dim]);
-                ids.push(id);
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
             }
         }
-        let graph = graph_of(config, &data, live.max(config.capacity_hint));
-        inner.slot_of = ids.iter().enumerate().map(|(s, &id)| (id, s)).collect();
-        inner.alive = vec![true; ids.len()];
-        inner.ids = ids;
-        inner.data = data;
-        inner.graph = graph;
-        inner.tombstones = 0;
+        let _done = Done(&self.rebuilding);
+        let dim = self.config.dim;
+        // A copy of the live rows: writers go on while the graph builds.
+        // From here on no slot is reused, so a slot that is still live at
+        // the swap still holds the vector it was built with.
+        let (snapshot, rows, slots): (Vec<usize>, Vec<f32>, usize) = {
+            let _writer = self.writer.lock();
+            let inner = self.inner.read();
+            let live: Vec<usize> = (0..inner.ids.len())
+                .filter(|&s| inner.state[s] == Slot::Live)
+                .collect();
+            let mut rows = Vec::with_capacity(live.len() * dim);
+            for &s in &live {
+                rows.extend_from_slice(inner.row(s, dim));
+            }
+            (live, rows, inner.ids.len())
+        };
+        let batch: Vec<(usize, &[f32])> = snapshot
+            .iter()
+            .zip(rows.chunks_exact(dim.max(1)))
+            .map(|(&s, r)| (s, r))
+            .collect();
+        let capacity = slots.max(self.config.capacity_hint.min(slots * 2));
+        let Some(mut fresh) = graph_of(&self.config, &batch, capacity)? else {
+            return Ok(());
+        };
+        drop(batch);
+        drop(rows);
+        // Replay what changed meanwhile, then swap.
+        // Writers wait from here to the swap; searches only during the
+        // (fast) swap itself.
+        let _writer = self.writer.lock();
+        let inner = self.inner.upgradable_read();
+        let slots = inner.ids.len();
+        let mut in_new = vec![false; slots];
+        for &s in &snapshot {
+            in_new[s] = true;
+        }
+        fresh.prepare_write(slots)?;
+        let added: Vec<(usize, &[f32])> = (0..slots)
+            .filter(|&s| !in_new[s] && inner.state[s] == Slot::Live)
+            .map(|s| (s, inner.row(s, dim)))
+            .collect();
+        insert_all(fresh.as_ref(), &added)?;
+        drop(added);
+        let mut dead = 0usize;
+        for (s, present) in in_new.iter_mut().enumerate() {
+            if *present && inner.state[s] != Slot::Live {
+                if fresh.remove(s)? {
+                    *present = false;
+                } else {
+                    dead += 1;
+                }
+            }
+        }
+        let mut inner = parking_lot::RwLockUpgradableReadGuard::upgrade(inner);
+        let mut free = Vec::new();
+        for (s, &present) in in_new.iter().enumerate() {
+            if matches!(inner.state[s], Slot::Dead | Slot::Free) {
+                if present {
+                    inner.state[s] = Slot::Dead;
+                } else {
+                    inner.state[s] = Slot::Free;
+                    inner.data[s * dim..(s + 1) * dim].fill(0.0);
+                    free.push(s);
+                }
+            }
+        }
+        // Reuse low slots first.
+        free.reverse();
+        inner.free = free;
+        inner.tombstones = dead;
         inner.rebuilds += 1;
+        let old = self.graph.write().replace(fresh);
+        drop(inner);
+        drop(_writer);
+        drop(old);
+        Ok(())
     }
 
     /// The `k` users most similar to `query` (best first; never more than
@@ -470,7 +773,8 @@ impl UserIndex {
     ) -> Result<Vec<Neighbor>> {
         let q = normalized("query vector", query, self.config.dim)?;
         let inner = self.inner.read();
-        Ok(self.search_locked(&inner, &q, k, options, None))
+        let graph = self.graph.read();
+        self.search_locked(&inner, graph.as_deref(), &q, k, options, None)
     }
 
     /// The `k` users most similar to user `id`, excluding the user itself.
@@ -481,10 +785,10 @@ impl UserIndex {
         options: &SearchOptions<'_>,
     ) -> Result<Vec<Neighbor>> {
         let inner = self.inner.read();
-        let dim = self.config.dim;
         let slot = *inner.slot_of.get(&id).ok_or(Error::UnknownUser(id))?;
-        let q = inner.data[slot * dim..(slot + 1) * dim].to_vec();
-        Ok(self.search_locked(&inner, &q, k, options, Some(id)))
+        let q = inner.row(slot, self.config.dim).to_vec();
+        let graph = self.graph.read();
+        self.search_locked(&inner, graph.as_deref(), &q, k, options, Some(id))
     }
 
     /// [`search`](Self::search) for many queries (row-major) in parallel.
@@ -511,13 +815,14 @@ impl UserIndex {
         let inner = self.inner.read();
         if self.use_exact(&inner, options) && options.filter.is_none() {
             // Block-wise batched scan: far faster than one scan per query.
-            let res = exact::top_k_batch(&inner.data, dim, &qs, k, &|s| inner.alive[s]);
+            let res =
+                exact::top_k_batch(&inner.data, dim, &qs, k, &|s| inner.state[s] == Slot::Live);
             return Ok(res.into_iter().map(|r| to_neighbors(&inner, r)).collect());
         }
-        Ok(qs
-            .par_chunks(dim)
-            .map(|q| self.search_locked(&inner, q, k, options, None))
-            .collect())
+        let graph = self.graph.read();
+        qs.par_chunks(dim)
+            .map(|q| self.search_locked(&inner, graph.as_deref(), q, k, options, None))
+            .collect()
     }
 
     /// Exact top-`k` for many queries, ignoring the graph: the ground truth.
@@ -544,26 +849,27 @@ impl UserIndex {
     fn search_locked(
         &self,
         inner: &Inner,
+        graph: Option<&dyn Graph>,
         q: &[f32],
         k: usize,
         options: &SearchOptions<'_>,
         exclude: Option<u64>,
-    ) -> Vec<Neighbor> {
+    ) -> Result<Vec<Neighbor>> {
         if k == 0 || inner.slot_of.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         // No search returns more than the live users; nor does it need a
-        // wider candidate list than MAX_EF or k (hnsw_rs allocates it).
+        // wider candidate list than MAX_EF or k.
         let k = k.min(inner.slot_of.len());
         let dim = self.config.dim;
         let filter = options.filter;
         let keeps = |slot: usize| -> bool {
-            inner.alive[slot]
+            inner.state.get(slot) == Some(&Slot::Live)
                 && Some(inner.ids[slot]) != exclude
                 && filter.is_none_or(|f| f.keeps(inner.ids[slot]))
         };
 
-        let mut exact = self.use_exact(inner, options);
+        let mut exact = self.use_exact(inner, options) || graph.is_none();
         let mut ef = options
             .ef
             .unwrap_or_else(|| self.ef_search())
@@ -577,12 +883,41 @@ impl UserIndex {
                 exact = true;
             } else {
                 // Keep the expected number of eligible candidates near `ef`.
-                ef = ((ef as f64 / share.max(0.01)).ceil() as usize).min(ef * 20);
+                ef = ((ef as f64 / share.max(0.01)).ceil() as usize)
+                    .min(ef * 20)
+                    .min(MAX_EF.max(k));
             }
         }
 
-        let scored: Vec<Scored> = if exact {
-            match filter {
+        let scored: Vec<Scored> = match graph {
+            Some(g) if !exact => {
+                // Rows being inserted are few: they are dropped after an
+                // unfiltered search (faster than a filtered one); a
+                // caller's filter and tombstones go into the search.
+                let narrowed = filter.is_some() || inner.tombstones > 0;
+                let keep_fn = |s: usize| keeps(s);
+                let keep_ref: &(dyn Fn(usize) -> bool + Sync) = &keep_fn;
+                // The excluded user is found first: ask for one more.
+                let want = k + usize::from(exclude.is_some());
+                let candidates = g.search(q, want, ef, narrowed.then_some(keep_ref))?;
+                let mut top = exact::TopK::new(k);
+                let mut seen = HashSet::with_capacity(candidates.len());
+                for s in candidates {
+                    if s < inner.ids.len() && keeps(s) && seen.insert(s) {
+                        top.push(dot(q, inner.row(s, dim)), s);
+                    }
+                }
+                let got = top.into_sorted();
+                if got.len() < k && inner.slot_of.len() > got.len() {
+                    // The graph ran dry (heavy filter): fill in exactly.
+                    exact::top_k_batch(&inner.data, dim, q, k, &keeps)
+                        .pop()
+                        .unwrap_or_default()
+                } else {
+                    got
+                }
+            }
+            _ => match filter {
                 // An allow-list enumerates its users: no need to scan everyone.
                 Some(Filter::Allow(set)) => exact::top_k_among(
                     &inner.data,
@@ -596,33 +931,9 @@ impl UserIndex {
                 _ => exact::top_k_batch(&inner.data, dim, q, k, &keeps)
                     .pop()
                     .unwrap_or_default(),
-            }
-        } else {
-            let needs_filter = inner.tombstones > 0 || filter.is_some() || exclude.is_some();
-            let hits = if needs_filter {
-                let pred = |d: &usize| keeps(*d);
-                inner.graph.search_filter(q, k, ef, Some(&pred))
-            } else {
-                inner.graph.search(q, k, ef)
-            };
-            let got: Vec<Scored> = hits
-                .into_iter()
-                .filter(|n| keeps(n.d_id))
-                .map(|n| Scored {
-                    sim: 1.0 - n.distance,
-                    slot: n.d_id,
-                })
-                .collect();
-            if got.len() < k && inner.slot_of.len() > got.len() {
-                // The graph ran dry (heavy filter or tombstones): fill in exactly.
-                exact::top_k_batch(&inner.data, dim, q, k, &keeps)
-                    .pop()
-                    .unwrap_or_default()
-            } else {
-                got
-            }
+            },
         };
-        to_neighbors(inner, scored)
+        Ok(to_neighbors(inner, scored))
     }
 
     /// Estimated share of live users a filter keeps (exact for an allow-list,
@@ -642,7 +953,10 @@ impl UserIndex {
                 let nodes = inner.ids.len();
                 let step = (nodes / 512).max(1);
                 let (mut seen, mut kept) = (0usize, 0usize);
-                for slot in (0..nodes).step_by(step).filter(|&s| inner.alive[s]) {
+                for slot in (0..nodes)
+                    .step_by(step)
+                    .filter(|&s| inner.state[s] == Slot::Live)
+                {
                     seen += 1;
                     kept += usize::from(p(inner.ids[slot]));
                 }
@@ -682,8 +996,8 @@ impl UserIndex {
     /// Finds the smallest search width that reaches `target` recall@`k` on a
     /// sample of queries, and makes it the default `ef_search`.
     ///
-    /// HNSW recall at a given `ef` falls as the population grows (and hnsw_rs
-    /// falls faster than other HNSW libraries, BENCHMARKS.md), so no fixed
+    /// HNSW recall at a given `ef` falls as the population grows
+    /// (BENCHMARKS.md has the curves per backend), so no fixed
     /// default is right for every size: call this after large builds with a
     /// few hundred queries like the ones the host will send (recent users'
     /// embeddings, fresh encodings). Indexed users themselves make poor
@@ -738,11 +1052,12 @@ impl UserIndex {
 
 /// A read-only view of every live user, for scorers that look at the whole
 /// population (lookalike, segments). Slots are positions in the index's
-/// storage; tombstoned slots are skipped by [`Population::live_slots`].
+/// storage; other slots (tombstones, free) are skipped by
+/// [`Population::live_slots`].
 pub struct Population<'a> {
     dim: usize,
     ids: &'a [u64],
-    alive: &'a [bool],
+    state: &'a [Slot],
     data: &'a [f32],
     slot_of: &'a HashMap<u64, usize>,
 }
@@ -763,19 +1078,19 @@ impl<'a> Population<'a> {
         self.slot_of.is_empty()
     }
 
-    /// Number of slots (live users and tombstones).
+    /// Number of slots (live users, tombstones and free slots).
     pub fn slots(&self) -> usize {
         self.ids.len()
     }
 
     /// Slots of the live users, in storage order.
     pub fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.ids.len()).filter(|&s| self.alive[s])
+        (0..self.ids.len()).filter(|&s| self.state[s] == Slot::Live)
     }
 
     /// Whether a slot holds a live user.
     pub fn is_live(&self, slot: usize) -> bool {
-        self.alive.get(slot).copied().unwrap_or(false)
+        self.state.get(slot) == Some(&Slot::Live)
     }
 
     /// The user id of a slot.
@@ -793,7 +1108,8 @@ impl<'a> Population<'a> {
         &self.data[slot * self.dim..(slot + 1) * self.dim]
     }
 
-    /// All slots' vectors, row-major (tombstones included).
+    /// All slots' vectors, row-major (other slots included: see
+    /// [`is_live`](Self::is_live)).
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
@@ -801,13 +1117,13 @@ impl<'a> Population<'a> {
 
 impl UserIndex {
     /// Runs `f` on a consistent view of every live user (under the read lock:
-    /// writers wait until `f` returns).
+    /// writers wait to publish until `f` returns).
     pub fn with_population<R>(&self, f: impl FnOnce(&Population<'_>) -> R) -> R {
         let inner = self.inner.read();
         f(&Population {
             dim: self.config.dim,
             ids: &inner.ids,
-            alive: &inner.alive,
+            state: &inner.state,
             data: &inner.data,
             slot_of: &inner.slot_of,
         })
@@ -847,8 +1163,13 @@ mod tests {
 
     #[test]
     fn huge_k_and_ef_are_bounded_by_the_population() {
-        for exact_below in [0, usize::MAX] {
+        for (exact_below, backend) in [
+            (0, Backend::Usearch),
+            (0, Backend::HnswRs),
+            (usize::MAX, Backend::Usearch),
+        ] {
             let mut config = IndexConfig::new(4);
+            config.backend = backend;
             config.exact_below = exact_below; // the graph path, then the exact one
             let index = UserIndex::new(config).expect("config");
             let ids: Vec<u64> = (0..50).collect();

@@ -1,71 +1,158 @@
 //! The index as serializable data, for snapshots.
 //!
-//! The vectors, ids and tombstones are always stored. The HNSW graph is
-//! stored too when asked (hnsw_rs's own dump, two files carried as byte
-//! blobs), so loading does not re-insert every user: at 100k users loading
-//! the graph takes seconds where rebuilding it takes minutes (numbers in
-//! BENCHMARKS.md). Without it the graph is rebuilt from the live vectors.
+//! The vectors, ids and liveness are always stored. The graph is stored too
+//! when asked, as its backend's own bytes tagged with the backend and a
+//! version (`{backend, version, bytes}`, opaque to the rest of the engine),
+//! so loading does not re-insert every user: BENCHMARKS.md has load and
+//! rebuild times. Without it the graph is rebuilt from the live vectors.
 //!
-//! hnsw_rs parses its dump trusting every length in it: a malformed dump
-//! makes it allocate what a length says (aborting the process when that is
-//! absurd) or exit the process. Damaged snapshots are refused by their
-//! checksum before that; and because a checksum is no defence against a
-//! crafted file, [`check_dump`] walks both dump files first with every
-//! length, count and reference bounds-checked, so hnsw_rs only ever reads a
-//! well-formed dump (its remaining assertions are caught as errors).
+//! The bytes are borrowed from the decoded snapshot: a snapshot read through
+//! a memory map hands a usearch graph its bytes in place (a *view*: the
+//! graph is not copied until the first write), so a replica serves within
+//! about a second of opening a snapshot of a million users.
+//!
+//! Nothing stored is trusted: [`UserIndex::from_state`] checks the config,
+//! the lengths, that rows in the graph are finite unit vectors and free rows
+//! zero, that no user is live twice, and hands the graph bytes to their
+//! backend's checker before its loader (see `backend`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::sync::Arc;
 
-use hnsw_rs::api::AnnT;
-use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::Hnsw;
 use serde::{Deserialize, Serialize};
 
-use super::{graph_of, CosineDistance, IndexConfig, UserIndex};
+use super::backend::{self, Backend, Bytes};
+use super::{graph_of, IndexConfig, Inner, Slot, UserIndex};
 use crate::error::{Error, Result};
 use crate::limits::MAX_EF;
 
-/// hnsw_rs's two dump files.
+/// A graph as its backend serialized it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct GraphFiles {
+pub struct StoredGraph<'a> {
+    backend: Backend,
+    /// The backend's format version.
+    version: u32,
+    #[serde(borrow, with = "serde_bytes")]
+    bytes: Cow<'a, [u8]>,
+}
+
+/// Everything a [`UserIndex`] holds, as serializable data (snapshot format
+/// 2). It may borrow its bytes from the buffer it was decoded from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexState<'a> {
+    config: IndexConfig,
+    ef_search: usize,
+    rebuilds: u64,
+    /// External id of each slot.
+    ids: Vec<u64>,
+    /// Whether each slot holds a live user.
+    alive: Vec<bool>,
+    /// Whether each slot is in the stored graph (live users and
+    /// tombstones); all false without a graph.
+    present: Vec<bool>,
+    /// Row-major unit vectors, little-endian f32, one row per slot (zeros
+    /// for slots that are neither live nor in the graph).
+    #[serde(borrow, with = "serde_bytes")]
+    vectors: Cow<'a, [u8]>,
+    #[serde(borrow)]
+    graph: Option<StoredGraph<'a>>,
+}
+
+impl IndexState<'_> {
+    /// Live users.
+    pub fn live(&self) -> usize {
+        self.alive.iter().filter(|&&a| a).count()
+    }
+
+    /// Whether the graph is stored (else it is rebuilt on load).
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// The stored graph's backend, if a graph is stored.
+    pub fn graph_backend(&self) -> Option<Backend> {
+        self.graph.as_ref().map(|g| g.backend)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Serves the index from `backend` (and keeps a stored graph only if it
+    /// is that backend's: another is rebuilt on load).
+    pub fn set_backend(&mut self, backend: Backend) {
+        self.config.backend = backend;
+        if self.graph_backend().is_some_and(|b| b != backend) {
+            self.graph = None;
+            self.present = vec![false; self.ids.len()];
+            // Tombstones of the dropped graph become free slots.
+            let row = self.config.dim * 4;
+            let dead: Vec<usize> = (0..self.ids.len()).filter(|&s| !self.alive[s]).collect();
+            if !dead.is_empty() && self.vectors.len() == self.ids.len() * row {
+                let v = self.vectors.to_mut();
+                for s in dead {
+                    v[s * row..(s + 1) * row].fill(0);
+                }
+            }
+        }
+    }
+}
+
+/// The format-1 index state (hnsw_rs's two dump files), still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IndexStateV1 {
+    config: IndexConfig,
+    ef_search: usize,
+    rebuilds: u64,
+    ids: Vec<u64>,
+    alive: Vec<bool>,
+    #[serde(with = "serde_bytes")]
+    vectors: Vec<u8>,
+    graph: Option<GraphFilesV1>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GraphFilesV1 {
     #[serde(with = "serde_bytes")]
     graph: Vec<u8>,
     #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
-/// Everything a [`UserIndex`] holds, as serializable data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexState {
-    config: IndexConfig,
-    ef_search: usize,
-    rebuilds: u64,
-    /// External id of each slot (slot = hnsw_rs data id).
-    ids: Vec<u64>,
-    /// Whether each slot is live.
-    alive: Vec<bool>,
-    /// Row-major unit vectors, little-endian f32, one row per slot.
-    #[serde(with = "serde_bytes")]
-    vectors: Vec<u8>,
-    /// The HNSW graph over the slots, when stored.
-    graph: Option<GraphFiles>,
-}
-
-impl IndexState {
-    /// Live users.
-    pub fn live(&self) -> usize {
-        self.alive.iter().filter(|&&a| a).count()
-    }
-
-    /// Whether the HNSW graph is stored (else it is rebuilt on load).
-    pub fn has_graph(&self) -> bool {
-        self.graph.is_some()
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &IndexConfig {
-        &self.config
+impl IndexStateV1 {
+    /// The same state in format 2. A stored graph was hnsw_rs's, and every
+    /// slot was in it: the index is served by hnsw_rs (answers stay the
+    /// same); `IndexState::set_backend` moves it to another backend by a
+    /// rebuild. Without a graph the config's backend (the default) builds it.
+    pub(crate) fn migrate(self) -> IndexState<'static> {
+        let mut config = self.config;
+        let slots = self.ids.len();
+        let (present, graph) = match self.graph {
+            Some(files) => {
+                config.backend = Backend::HnswRs;
+                (
+                    vec![true; slots],
+                    Some(StoredGraph {
+                        backend: Backend::HnswRs,
+                        version: backend::format_version(Backend::HnswRs),
+                        bytes: Cow::Owned(backend::hnsw_rs_frame(&files.graph, &files.data)),
+                    }),
+                )
+            }
+            None => (vec![false; slots], None),
+        };
+        IndexState {
+            config,
+            ef_search: self.ef_search,
+            rebuilds: self.rebuilds,
+            ids: self.ids,
+            alive: self.alive,
+            present,
+            vectors: Cow::Owned(self.vectors),
+            graph,
+        }
     }
 }
 
@@ -73,41 +160,59 @@ fn invalid(problem: impl Into<String>) -> Error {
     Error::invalid("index state", problem)
 }
 
-const BASENAME: &str = "graph";
-
 impl UserIndex {
-    /// The index as data. With `store_graph` (and a graph built), the HNSW
-    /// graph is included; otherwise only live users are kept and the graph is
-    /// rebuilt on load. Holds the read lock while copying.
-    pub fn export_state(&self, store_graph: bool) -> Result<IndexState> {
+    /// The index as data. With `store_graph` (and a graph built), the graph
+    /// is included with every slot it holds; otherwise only live users are
+    /// kept and the graph is rebuilt on load. Writers wait while it copies.
+    pub fn export_state(&self, store_graph: bool) -> Result<IndexState<'static>> {
+        let _writer = self.writer.lock();
         let inner = self.inner.read();
+        let graph = self.graph.read();
         let dim = self.config.dim;
-        let store_graph = store_graph && self.config.build_graph && !inner.ids.is_empty();
-        let (ids, alive, rows): (Vec<u64>, Vec<bool>, Vec<usize>) = if store_graph {
-            // The graph refers to every slot, tombstones included.
-            (
-                inner.ids.clone(),
-                inner.alive.clone(),
-                (0..inner.ids.len()).collect(),
-            )
-        } else {
-            let rows: Vec<usize> = (0..inner.ids.len()).filter(|&s| inner.alive[s]).collect();
-            (
-                rows.iter().map(|&s| inner.ids[s]).collect(),
-                vec![true; rows.len()],
-                rows,
-            )
+        let stored = match graph.as_ref() {
+            Some(g) if store_graph && !inner.ids.is_empty() => Some(g),
+            _ => None,
         };
+        let (ids, alive, present, rows): (Vec<u64>, Vec<bool>, Vec<bool>, Vec<Option<usize>>) =
+            if stored.is_some() {
+                let n = inner.ids.len();
+                let live = |s: usize| inner.state[s] == Slot::Live;
+                let in_graph = |s: usize| matches!(inner.state[s], Slot::Live | Slot::Dead);
+                (
+                    inner.ids.clone(),
+                    (0..n).map(live).collect(),
+                    (0..n).map(in_graph).collect(),
+                    (0..n).map(|s| in_graph(s).then_some(s)).collect(),
+                )
+            } else {
+                let rows: Vec<usize> = (0..inner.ids.len())
+                    .filter(|&s| inner.state[s] == Slot::Live)
+                    .collect();
+                (
+                    rows.iter().map(|&s| inner.ids[s]).collect(),
+                    vec![true; rows.len()],
+                    vec![false; rows.len()],
+                    rows.into_iter().map(Some).collect(),
+                )
+            };
         let mut vectors = Vec::with_capacity(rows.len() * dim * 4);
-        for &s in &rows {
-            for x in &inner.data[s * dim..(s + 1) * dim] {
-                vectors.extend_from_slice(&x.to_le_bytes());
+        for row in &rows {
+            match row {
+                Some(s) => {
+                    for x in inner.row(*s, dim) {
+                        vectors.extend_from_slice(&x.to_le_bytes());
+                    }
+                }
+                None => vectors.resize(vectors.len() + dim * 4, 0),
             }
         }
-        let graph = if store_graph {
-            Some(dump_graph(&inner.graph)?)
-        } else {
-            None
+        let graph = match stored {
+            Some(g) => Some(StoredGraph {
+                backend: g.backend(),
+                version: backend::format_version(g.backend()),
+                bytes: Cow::Owned(g.to_bytes()?),
+            }),
+            None => None,
         };
         Ok(IndexState {
             config: self.config.clone(),
@@ -115,16 +220,25 @@ impl UserIndex {
             rebuilds: inner.rebuilds,
             ids,
             alive,
-            vectors,
+            present,
+            vectors: Cow::Owned(vectors),
             graph,
         })
     }
 
-    /// An index holding `state`, after checking it: the config in its
-    /// ranges, lengths agree, vectors are finite and unit-length, live ids
-    /// are unique, and a stored graph is well formed and holds the same
-    /// vectors. The stored graph is loaded, or rebuilt when absent.
-    pub fn from_state(state: IndexState) -> Result<UserIndex> {
+    /// An index holding `state`, after checking it (see the module docs).
+    /// The stored graph is loaded (copied), or rebuilt when absent.
+    pub fn from_state(state: IndexState<'_>) -> Result<UserIndex> {
+        Self::from_state_in(state, None)
+    }
+
+    /// [`from_state`](Self::from_state) for a state decoded from `map`: a
+    /// stored graph whose bytes lie in the map is viewed in place where the
+    /// backend can (usearch), not copied.
+    pub(crate) fn from_state_in(
+        state: IndexState<'_>,
+        map: Option<&Arc<memmap2::Mmap>>,
+    ) -> Result<UserIndex> {
         let dim = state.config.dim;
         state.config.validate()?;
         if !(1..=MAX_EF).contains(&state.ef_search) {
@@ -133,55 +247,133 @@ impl UserIndex {
                 state.ef_search
             )));
         }
-        // The empty graph made here is replaced below: reserve nothing for it.
-        let config = state.config.clone();
-        let mut index = UserIndex::new(IndexConfig {
-            capacity_hint: 1,
-            ..state.config
-        })?;
-        index.config = config;
         let slots = state.ids.len();
-        if state.alive.len() != slots || state.vectors.len() != slots * dim * 4 {
+        if state.alive.len() != slots
+            || state.present.len() != slots
+            || state.vectors.len() != slots * dim * 4
+        {
             return Err(invalid(format!(
-                "{slots} ids, {} liveness flags and {} vector bytes do not agree (dimension {dim})",
+                "{slots} ids, {} liveness flags, {} graph flags and {} vector bytes do not agree (dimension {dim})",
                 state.alive.len(),
+                state.present.len(),
                 state.vectors.len()
             )));
         }
-        let data: Vec<f32> = state
+        let mut data: Vec<f32> = state
             .vectors
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        let has_graph = state.graph.is_some();
         let mut slot_of = HashMap::with_capacity(slots);
+        let mut kinds = Vec::with_capacity(slots);
         for (s, row) in data.chunks_exact(dim.max(1)).enumerate() {
-            let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if !(norm - 1.0).abs().lt(&1e-3) {
+            let (alive, present) = (state.alive[s], state.present[s]);
+            if present && !has_graph {
                 return Err(invalid(format!(
-                    "the vector of slot {s} (user {}) is not a finite unit vector",
+                    "slot {s} is marked in a graph that is not stored"
+                )));
+            }
+            if alive && has_graph && !present {
+                return Err(invalid(format!(
+                    "user {} is live but not in the stored graph",
                     state.ids[s]
                 )));
             }
-            if state.alive[s] && slot_of.insert(state.ids[s], s).is_some() {
+            if alive || present {
+                let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if !(norm - 1.0).abs().lt(&1e-3) {
+                    return Err(invalid(format!(
+                        "the vector of slot {s} (user {}) is not a finite unit vector",
+                        state.ids[s]
+                    )));
+                }
+            } else if row.iter().any(|&x| x != 0.0) {
+                return Err(invalid(format!("free slot {s} holds a vector")));
+            }
+            if alive && slot_of.insert(state.ids[s], s).is_some() {
                 return Err(invalid(format!("user {} is live twice", state.ids[s])));
             }
+            kinds.push(match (alive, present) {
+                (true, _) => Slot::Live,
+                (false, true) => Slot::Dead,
+                (false, false) => Slot::Free,
+            });
         }
-        let tombstones = slots - slot_of.len();
-        let mut inner = index.inner.write();
-        inner.ids = state.ids;
-        inner.alive = state.alive;
-        inner.data = data;
-        inner.slot_of = slot_of;
-        inner.tombstones = tombstones;
-        inner.rebuilds = state.rebuilds;
-        match state.graph {
-            Some(files) if index.config.build_graph => {
-                inner.graph = load_graph(&files, &inner.data, slots, dim)?;
+        let config = state.config;
+        let graph = match state.graph {
+            Some(stored) if config.build_graph => {
+                if stored.backend != config.backend {
+                    return Err(invalid(format!(
+                        "the stored graph is {}'s but the config names {}",
+                        stored.backend, config.backend
+                    )));
+                }
+                let version = backend::format_version(stored.backend);
+                if stored.version != version {
+                    return Err(invalid(format!(
+                        "the stored {} graph is format {}; this build reads {version}",
+                        stored.backend, stored.version
+                    )));
+                }
+                let bytes = match (&stored.bytes, map) {
+                    (Cow::Borrowed(b), Some(map)) => {
+                        let base = map.as_ptr() as usize;
+                        let start = (b.as_ptr() as usize).wrapping_sub(base);
+                        if start <= map.len() && b.len() <= map.len() - start {
+                            Bytes::Mapped {
+                                map: Arc::clone(map),
+                                start,
+                                len: b.len(),
+                            }
+                        } else {
+                            Bytes::Owned(b.to_vec())
+                        }
+                    }
+                    (b, _) => Bytes::Owned(b.to_vec()),
+                };
+                Some(backend::load_graph(
+                    config.backend,
+                    config.params(),
+                    bytes,
+                    &data,
+                    &state.present,
+                )?)
             }
-            // Every slot, tombstones included, so slots keep their meaning.
-            _ => inner.graph = graph_of(&index.config, &inner.data, inner.ids.len()),
-        }
-        drop(inner);
+            _ => {
+                // No graph stored (or none wanted): build it from the live
+                // rows; slots that were tombstones of a graph not kept
+                // become free.
+                for (s, k) in kinds.iter_mut().enumerate() {
+                    if *k == Slot::Dead {
+                        *k = Slot::Free;
+                        data[s * dim..(s + 1) * dim].fill(0.0);
+                    }
+                }
+                let live: Vec<(usize, &[f32])> = (0..slots)
+                    .filter(|&s| kinds[s] == Slot::Live)
+                    .map(|s| (s, &data[s * dim..(s + 1) * dim]))
+                    .collect();
+                graph_of(
+                    &config,
+                    &live,
+                    slots.max(config.capacity_hint.min(slots * 2)),
+                )?
+            }
+        };
+        let mut free: Vec<usize> = (0..slots).filter(|&s| kinds[s] == Slot::Free).collect();
+        free.reverse();
+        let tombstones = kinds.iter().filter(|&&k| k == Slot::Dead).count();
+        let inner = Inner {
+            data,
+            ids: state.ids,
+            state: kinds,
+            slot_of,
+            free,
+            tombstones,
+            rebuilds: state.rebuilds,
+        };
+        let index = UserIndex::assemble(config, inner, graph);
         index
             .ef_search
             .store(state.ef_search, std::sync::atomic::Ordering::Relaxed);
@@ -189,271 +381,10 @@ impl UserIndex {
     }
 }
 
-/// A scratch folder for hnsw_rs's dump files, named so that the next one
-/// removes those left by crashed processes.
-fn scratch_dir() -> Result<tempfile::TempDir> {
-    let tmp = std::env::temp_dir();
-    crate::frame::sweep_leftovers(&tmp, SCRATCH);
-    tempfile::Builder::new()
-        .prefix(&crate::frame::temp_prefix(SCRATCH))
-        .tempdir()
-        .map_err(|e| Error::io(tmp, e))
-}
-
-const SCRATCH: &str = "groupwise-hnsw";
-
-fn dump_graph(graph: &Hnsw<'static, f32, CosineDistance>) -> Result<GraphFiles> {
-    let dir = scratch_dir()?;
-    let name = graph
-        .file_dump(dir.path(), BASENAME)
-        .map_err(|e| invalid(format!("hnsw_rs could not dump the graph: {e}")))?;
-    let read = |ext: &str| {
-        let p = dir.path().join(format!("{name}.hnsw.{ext}"));
-        std::fs::read(&p).map_err(|e| Error::io(p, e))
-    };
-    Ok(GraphFiles {
-        graph: read("graph")?,
-        data: read("data")?,
-    })
-}
-
-fn load_graph(
-    files: &GraphFiles,
-    vectors: &[f32],
-    slots: usize,
-    dim: usize,
-) -> Result<Hnsw<'static, f32, CosineDistance>> {
-    check_dump(&files.graph, &files.data, vectors, slots, dim)?;
-    let dir = scratch_dir()?;
-    let write = |ext: &str, bytes: &[u8]| {
-        let p = dir.path().join(format!("{BASENAME}.hnsw.{ext}"));
-        std::fs::write(&p, bytes).map_err(|e| Error::io(p, e))
-    };
-    write("graph", &files.graph)?;
-    write("data", &files.data)?;
-    let loaded = std::panic::catch_unwind(|| load_from_dir(dir.path())).map_err(|_| {
-        invalid("hnsw_rs refused the stored graph (it panicked while reading it)")
-    })??;
-    let points = loaded.get_nb_point();
-    if points != slots {
-        return Err(invalid(format!(
-            "the stored graph has {points} points for {slots} slots"
-        )));
-    }
-    Ok(loaded)
-}
-
-/// hnsw_rs 0.3.5's dump format constants (`hnswio.rs`).
-const MAGIC_DESCR: [u32; 3] = [0x002a_677f, 0x002a_6771, 0x002a_6779];
-const MAGIC_DESCR_4: u32 = 0x002a_6779;
-const MAGIC_LAYER: u32 = 0x000a_676f;
-const MAGIC_POINT: u32 = 0x000a_678f;
-const MAGIC_DATA: u32 = 0xa67f_0000;
-const LAYERS: u8 = 16;
-
-/// A bounds-checked reader over one dump file.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    what: &'static str,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(invalid(format!(
-                "the stored graph's {} file ends early (at byte {})",
-                self.what, self.at
-            )));
-        };
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_ne_bytes(a))
-    }
-
-    fn usize(&mut self) -> Result<usize> {
-        usize::try_from(self.u64()?).map_err(|_| invalid("a length does not fit in memory"))
-    }
-
-    fn remaining(&self) -> usize {
-        self.bytes.len() - self.at
-    }
-
-    /// A count of records of at least `record` bytes each that must fit in
-    /// what is left of the file.
-    fn count(&mut self, record: usize, of: &str) -> Result<usize> {
-        let n = self.usize()?;
-        if n.checked_mul(record).is_none_or(|b| b > self.remaining()) {
-            return Err(invalid(format!(
-                "the stored graph claims {n} {of}, more than its {} file holds",
-                self.what
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// Checks that hnsw_rs's two dump files are well formed, for `slots`
-/// points of dimension `dim` whose vectors are `vectors` (row-major, the
-/// index's own copy, already checked), before hnsw_rs reads them (see the
-/// module docs). The dump's copy of each vector must be the index's, bit for
-/// bit: the graph searches with it.
-fn check_dump(graph: &[u8], data: &[u8], vectors: &[f32], slots: usize, dim: usize) -> Result<()> {
-    if vectors.len() != slots * dim {
-        return Err(invalid(
-            "the stored graph does not match the index's vectors",
-        ));
-    }
-    let mut g = Cursor {
-        bytes: graph,
-        at: 0,
-        what: "graph",
-    };
-    let mut d = Cursor {
-        bytes: data,
-        at: 0,
-        what: "data",
-    };
-    let bad = |problem: &str| Err(invalid(format!("the stored graph is malformed: {problem}")));
-    // Description.
-    let magic = g.u32()?;
-    if !MAGIC_DESCR.contains(&magic) {
-        return bad("bad description magic");
-    }
-    let mode = g.u8()?;
-    g.u8()?; // max connections
-    if magic == MAGIC_DESCR_4 {
-        g.take(8)?; // level scale
-    }
-    let layers = g.u8()?;
-    g.usize()?; // ef
-    let points = g.usize()?;
-    let dimension = g.usize()?;
-    if layers != LAYERS || points != slots || dimension != dim || magic != MAGIC_DESCR_4 {
-        return bad("its description does not match the index");
-    }
-    for _ in 0..2 {
-        // Distance and type names.
-        let len = g.usize()?;
-        if len > 256 || std::str::from_utf8(g.take(len)?).is_err() {
-            return bad("a name in its description");
-        }
-    }
-    if d.u32()? != MAGIC_DATA || d.usize()? != dim {
-        return bad("the data file's header");
-    }
-    // Points, layer by layer; the data file lists them in the same order.
-    let link = 8 + if mode == 1 { 5 } else { 0 } + 4;
-    let stored_layers = g.u8()?;
-    if stored_layers > LAYERS {
-        return bad("too many layers");
-    }
-    let mut per_layer = Vec::with_capacity(usize::from(stored_layers));
-    let mut seen = vec![false; slots];
-    let mut links: Vec<(u8, i32)> = Vec::new();
-    for l in 0..stored_layers {
-        if g.u32()? != MAGIC_LAYER {
-            return bad("bad layer magic");
-        }
-        let n = g.count(4 + 8 + 1 + 4 + 8 * usize::from(layers), "points")?;
-        for r in 0..n {
-            if g.u32()? != MAGIC_POINT {
-                return bad("bad point magic");
-            }
-            let origin = g.usize()?;
-            let (layer, rank) = (g.u8()?, g.u32()?);
-            if origin >= slots || seen[origin] || layer != l || rank as usize != r {
-                return bad("a point's id or position");
-            }
-            seen[origin] = true;
-            for _ in 0..layers {
-                let k = g.count(link, "neighbours")?;
-                for _ in 0..k {
-                    if g.usize()? >= slots {
-                        return bad("a neighbour's id");
-                    }
-                    if mode == 1 {
-                        let (nl, nr) = (g.u8()?, g.u32()?);
-                        links.push((nl, nr as i32));
-                    }
-                    g.take(4)?; // distance
-                }
-            }
-            let record = (d.u32()?, d.usize()?, d.usize()?);
-            if record != (MAGIC_DATA, origin, dim * 4) {
-                return bad("a data record does not match its point");
-            }
-            let stored = d.take(dim * 4)?;
-            let own = &vectors[origin * dim..(origin + 1) * dim];
-            let same = stored
-                .chunks_exact(4)
-                .zip(own)
-                .all(|(b, x)| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) == x.to_bits());
-            if !same {
-                return bad("its copy of a vector differs from the index's");
-            }
-        }
-        per_layer.push(n);
-    }
-    if per_layer.iter().sum::<usize>() != slots {
-        return bad("it does not hold every slot");
-    }
-    let valid = |l: u8, r: i32| {
-        per_layer
-            .get(usize::from(l))
-            .is_some_and(|&n| r >= 0 && (r as usize) < n)
-    };
-    if links.iter().any(|&(l, r)| !valid(l, r)) {
-        return bad("a neighbour's position");
-    }
-    // Entry point.
-    g.usize()?;
-    let (l, r) = (g.u8()?, g.u32()?);
-    if !valid(l, r as i32) {
-        return bad("its entry point");
-    }
-    Ok(())
-}
-
-fn load_from_dir(dir: &Path) -> Result<Hnsw<'static, f32, CosineDistance>> {
-    let mut io = HnswIo::new(dir, BASENAME);
-    let graph: Hnsw<'_, f32, CosineDistance> = io
-        .load_hnsw()
-        .map_err(|e| invalid(format!("hnsw_rs could not read the stored graph: {e}")))?;
-    // SAFETY: `Hnsw<'b, ..>` only borrows from the loader when it reloads
-    // through a memory map (`ReloadOptions::datamap`); `HnswIo::new` uses the
-    // default options (no map), so every point owns its vector
-    // (`PointData::V`) and nothing in `graph` refers to `io`. The two types
-    // differ only in that lifetime, so the layout is the same. hnsw_rs is
-    // pinned to an exact version (=0.3.5) whose loader was read for this.
-    Ok(unsafe {
-        std::mem::transmute::<Hnsw<'_, f32, CosineDistance>, Hnsw<'static, f32, CosineDistance>>(
-            graph,
-        )
-    })
-}
-
 /// Ways to damage a state, for the tests of the checks above (here and in
 /// the engine's snapshot tests).
 #[cfg(test)]
-impl IndexState {
+impl<'a> IndexState<'a> {
     pub(crate) fn ids_mut(&mut self) -> &mut Vec<u64> {
         &mut self.ids
     }
@@ -463,34 +394,47 @@ impl IndexState {
     }
 
     pub(crate) fn vectors_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.vectors
+        self.vectors.to_mut()
     }
 
     pub(crate) fn ef_search_mut(&mut self) -> &mut usize {
         &mut self.ef_search
     }
 
-    /// Sets the first component of `slot`'s vector in the stored graph's
-    /// own copy (the dump's data file) to `value`.
-    pub(crate) fn set_graph_copy(&mut self, slot: usize, value: f32) {
-        let dim = self.config.dim;
-        let data = &mut self.graph.as_mut().expect("a stored graph").data;
-        let mut at = 4 + 8;
-        loop {
-            let origin = u64::from_ne_bytes(data[at + 4..at + 12].try_into().expect("8 bytes"));
-            let start = at + 4 + 8 + 8;
-            if origin as usize == slot {
-                data[start..start + 4].copy_from_slice(&value.to_ne_bytes());
-                return;
-            }
-            at = start + dim * 4;
-        }
+    fn graph_mut(&mut self) -> &mut StoredGraph<'a> {
+        self.graph.as_mut().expect("a stored graph")
+    }
+
+    pub(crate) fn graph_bytes_mut(&mut self) -> &mut Vec<u8> {
+        self.graph_mut().bytes.to_mut()
+    }
+
+    pub(crate) fn graph_backend_mut(&mut self) -> &mut Backend {
+        &mut self.graph_mut().backend
+    }
+
+    pub(crate) fn graph_version_mut(&mut self) -> &mut u32 {
+        &mut self.graph_mut().version
+    }
+
+    /// Points the first link of the first node of a stored usearch graph
+    /// past the last node.
+    pub(crate) fn break_a_graph_link(&mut self) {
+        let bytes = self.graph_bytes_mut();
+        let rows = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+        let bytes_per_vector =
+            u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+        let first_node = 8 + rows * bytes_per_vector + 64 + 40 + rows * 2;
+        let link = first_node + 8 + 2 + 4;
+        bytes[first_node + 10..first_node + 14].copy_from_slice(&1u32.to_le_bytes());
+        bytes[link..link + 4].copy_from_slice(&(rows as u32 + 5).to_le_bytes());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Precision;
     use crate::SearchOptions;
 
     fn population(n: usize, dim: usize) -> (Vec<u64>, Vec<f32>) {
@@ -505,109 +449,118 @@ mod tests {
         ((0..n as u64).map(|i| i * 7 + 3).collect(), v)
     }
 
+    fn configs() -> Vec<IndexConfig> {
+        let mut out = Vec::new();
+        for backend in Backend::ALL {
+            for precision in Precision::ALL {
+                if backend == Backend::HnswRs && precision != Precision::F32 {
+                    continue;
+                }
+                let mut c = IndexConfig::new(8);
+                c.exact_below = 0; // force the graph path
+                c.backend = backend;
+                c.graph_precision = precision;
+                out.push(c);
+            }
+        }
+        out
+    }
+
     #[test]
     fn round_trip_with_and_without_the_graph_answers_the_same() {
-        let dim = 8;
-        let mut config = IndexConfig::new(dim);
-        config.exact_below = 0; // force the graph path
-        let index = UserIndex::new(config).expect("config");
-        let (ids, v) = population(600, dim);
-        index.upsert_batch(&ids, &v).expect("upsert");
-        index.delete(ids[5]).expect("delete");
-        let opts = SearchOptions::default();
-        let before: Vec<_> = ids[10..60]
-            .iter()
-            .map(|&u| index.neighbors(u, 10, &opts).ok())
-            .collect();
-        for store in [true, false] {
-            let state = index.export_state(store).expect("export");
-            assert_eq!(state.has_graph(), store);
-            let bytes = rmp_serde::to_vec(&state).expect("serialize");
-            let back: IndexState = rmp_serde::from_slice(&bytes).expect("decode");
-            let loaded = UserIndex::from_state(back).expect("load");
-            assert_eq!(loaded.len(), index.len());
-            assert!(!loaded.contains(ids[5]));
-            let after: Vec<_> = ids[10..60]
+        for config in configs() {
+            let what = format!("{} {}", config.backend, config.graph_precision);
+            let index = UserIndex::new(config).expect("config");
+            let (ids, v) = population(600, 8);
+            index.upsert_batch(&ids, &v).expect("upsert");
+            index.delete(ids[5]).expect("delete");
+            index.upsert(ids[6], &v[..8]).expect("replace");
+            let opts = SearchOptions::default();
+            let before: Vec<_> = ids[10..60]
                 .iter()
-                .map(|&u| loaded.neighbors(u, 10, &opts).ok())
+                .map(|&u| index.neighbors(u, 10, &opts).ok())
                 .collect();
-            if store {
-                // Same graph, same vectors: identical answers.
-                assert_eq!(after, before);
-            } else {
-                // A rebuilt graph may differ slightly; the users agree mostly.
-                let same: usize = before
+            for store in [true, false] {
+                let state = index.export_state(store).expect("export");
+                assert_eq!(state.has_graph(), store);
+                let bytes = rmp_serde::to_vec(&state).expect("serialize");
+                let back: IndexState<'_> = rmp_serde::from_slice(&bytes).expect("decode");
+                let loaded = UserIndex::from_state(back).expect("load");
+                assert_eq!(loaded.len(), index.len(), "{what}");
+                assert!(!loaded.contains(ids[5]));
+                assert_eq!(loaded.vector(ids[6]), index.vector(ids[6]));
+                let after: Vec<_> = ids[10..60]
                     .iter()
-                    .zip(&after)
-                    .map(|(b, a)| {
-                        let (b, a) = (b.as_ref().expect("known"), a.as_ref().expect("known"));
-                        b.iter().filter(|n| a.iter().any(|m| m.id == n.id)).count()
-                    })
-                    .sum();
-                assert!(same as f64 >= 0.9 * 500.0, "{same} of 500 neighbours kept");
+                    .map(|&u| loaded.neighbors(u, 10, &opts).ok())
+                    .collect();
+                if store {
+                    // Same graph, same vectors: identical answers.
+                    assert_eq!(after, before, "{what}");
+                } else {
+                    // A rebuilt graph may differ slightly; the users agree mostly.
+                    let same: usize = before
+                        .iter()
+                        .zip(&after)
+                        .map(|(b, a)| {
+                            let (b, a) = (b.as_ref().expect("known"), a.as_ref().expect("known"));
+                            b.iter().filter(|n| a.iter().any(|m| m.id == n.id)).count()
+                        })
+                        .sum();
+                    assert!(same as f64 >= 0.9 * 500.0, "{what}: {same} of 500 kept");
+                }
+                // Written again, the loaded index gives the same state.
+                let again = loaded.export_state(store).expect("export");
+                assert_eq!(again.live(), state.live());
             }
         }
     }
 
     #[test]
     fn from_state_refuses_inconsistent_states() {
-        let index = UserIndex::new(IndexConfig::new(4)).expect("config");
-        index
-            .upsert_batch(&[1, 2], &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
-            .expect("upsert");
-        let state = index.export_state(true).expect("export");
-        let mut short = state.clone();
-        short.vectors.pop();
-        assert!(UserIndex::from_state(short).is_err());
-        let mut dup = state.clone();
-        dup.ids[1] = 1;
-        assert!(UserIndex::from_state(dup).is_err());
-        let mut nan = state.clone();
-        nan.vectors[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert!(UserIndex::from_state(nan).is_err());
-        let mut graph = state.clone();
-        if let Some(g) = graph.graph.as_mut() {
-            g.graph.truncate(g.graph.len() / 2);
-        }
-        assert!(UserIndex::from_state(graph).is_err());
-        // The graph's own copy of a vector must be the index's.
-        for value in [f32::NEG_INFINITY, f32::NAN, 0.5, 1.0 - f32::EPSILON] {
-            let mut copy = state.clone();
-            copy.set_graph_copy(1, value);
-            let err = UserIndex::from_state(copy).expect_err("differs");
-            assert!(err.to_string().contains("copy of a vector"), "{err}");
-        }
-        for ef in [0, MAX_EF + 1] {
-            let mut s = state.clone();
-            s.ef_search = ef;
-            assert!(UserIndex::from_state(s).is_err());
-        }
-        // Every single-byte change to either dump file is refused or loads
-        // a consistent index; none reaches hnsw_rs's aborting paths.
-        let files = state.graph.clone().expect("graph stored");
-        let vectors: Vec<f32> = state
-            .vectors
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        assert!(check_dump(&files.graph, &files.data, &vectors, 2, 4).is_ok());
-        for (which, len) in [(0, files.graph.len()), (1, files.data.len())] {
-            for at in 0..len {
-                for value in [0u8, 0xff, 0x7f] {
-                    let mut f = files.clone();
-                    let bytes = if which == 0 {
-                        &mut f.graph
-                    } else {
-                        &mut f.data
-                    };
-                    bytes[at] = value;
-                    let mut s = state.clone();
-                    s.graph = Some(f);
-                    if let Ok(index) = UserIndex::from_state(s) {
-                        assert_eq!(index.len(), 2);
-                    }
-                }
+        for config in configs() {
+            let index = UserIndex::new(config).expect("config");
+            let (ids, v) = population(50, 8);
+            index.upsert_batch(&ids, &v).expect("upsert");
+            index.delete(ids[3]).expect("delete");
+            let state = index.export_state(true).expect("export");
+            UserIndex::from_state(state.clone()).expect("intact");
+            let mut short = state.clone();
+            short.vectors_mut().pop();
+            assert!(UserIndex::from_state(short).is_err());
+            let mut dup = state.clone();
+            dup.ids[1] = dup.ids[0];
+            assert!(UserIndex::from_state(dup).is_err());
+            let mut nan = state.clone();
+            nan.vectors_mut()[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            assert!(UserIndex::from_state(nan).is_err());
+            let mut cut = state.clone();
+            let g = cut.graph_bytes_mut();
+            g.truncate(g.len() / 2);
+            assert!(UserIndex::from_state(cut).is_err());
+            let mut absent = state.clone();
+            absent.present[0] = false;
+            assert!(UserIndex::from_state(absent).is_err());
+            for ef in [0, MAX_EF + 1] {
+                let mut s = state.clone();
+                s.ef_search = ef;
+                assert!(UserIndex::from_state(s).is_err());
             }
+            let mut other = state.clone();
+            *other.graph_backend_mut() = match state.config.backend {
+                Backend::Usearch => Backend::HnswRs,
+                Backend::HnswRs => Backend::Usearch,
+            };
+            assert!(UserIndex::from_state(other).is_err());
+            // Asking for the other backend drops the graph and rebuilds.
+            let mut moved = state.clone();
+            let target = match state.config.backend {
+                Backend::Usearch => Backend::HnswRs,
+                Backend::HnswRs => Backend::Usearch,
+            };
+            moved.set_backend(target);
+            let moved = UserIndex::from_state(moved).expect("rebuilt");
+            assert_eq!(moved.stats().backend, target);
+            assert_eq!(moved.len(), 49);
         }
     }
 }
