@@ -12,7 +12,7 @@ same schema so that bench/report.py can join them:
 Usage:
   python3 bench/peers_index.py --vectors X.npy --queries Q.npy --dataset NAME \
       [--m 24] [--ef-construction 200] [--efs 16,32,64,128,256] [--k 10] \
-      [--build-threads 2] [--min-time 0.5]
+      [--build-threads 2] [--min-time 0.5] [--impls hnswlib,faiss]
 
 Inputs are float32 .npy matrices [n,d] and [q,d]; both are L2-normalised again
 defensively and searched by inner product. Ground truth is exact top-k by a
@@ -164,6 +164,8 @@ def main():
     ap.add_argument("--efs", default="16,32,64,128,256")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--build-threads", type=int, default=2)
+    ap.add_argument("--impls", default="hnswlib,faiss",
+                    help="peers to run (comma-separated: hnswlib, faiss)")
     ap.add_argument("--min-time", type=float, default=0.5,
                     help="minimum seconds of repeated batched search per ef")
     a = ap.parse_args()
@@ -184,8 +186,11 @@ def main():
             "rss_bytes_per_user": a.rss,
         }), flush=True)
 
-    run_hnswlib(x, q, gt, a, emit)
-    run_faiss(x, q, gt, a, emit)
+    impls = a.impls.split(",")
+    if "hnswlib" in impls:
+        run_hnswlib(x, q, gt, a, emit)
+    if "faiss" in impls:
+        run_faiss(x, q, gt, a, emit)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ import os
 import sys
 
 ENCODE_IMPLS = ["groupwise", "onnxruntime-python"]
-INDEX_IMPLS = ["groupwise", "hnswlib", "faiss-hnsw", "groupwise-exact", "faiss-flat"]
+INDEX_IMPLS = ["groupwise-usearch-f16", "hnswlib", "faiss-hnsw", "groupwise-exact", "faiss-flat"]
 EXACT_IMPLS = {"groupwise-exact", "faiss-flat"}
 # (ours, peer) pairs for the ratio table.
-PAIRS = [("groupwise", "hnswlib"), ("groupwise", "faiss-hnsw"), ("groupwise-exact", "faiss-flat")]
+# groupwise rows are named groupwise-<backend>-<graph precision>; each is
+# compared with both HNSW peers.
+PEERS = ["hnswlib", "faiss-hnsw"]
 NA = "n/a"
 
 
@@ -118,10 +120,15 @@ def index_report(rows, target):
                           "recall@10", "qps (1 thread)"], body))
 
         qps = {i: (ops[i]["qps"] if ops[i] else None) for i in impls}
-        body = [[f"{ours} vs {peer}", ratio(qps[ours], qps[peer]), ratio(build[ours], build[peer])]
-                for ours, peer in PAIRS]
+        rss = {i: (per[i][-1].get("rss_bytes_per_user") if per[i] else None) for i in impls}
+        ours_all = [i for i in impls if i.startswith("groupwise-") and i not in EXACT_IMPLS]
+        pairs = [(o, p) for o in ours_all for p in PEERS] + [("groupwise-exact", "faiss-flat")]
+        body = [[f"{ours} vs {peer}", ratio(qps.get(ours), qps.get(peer)),
+                 ratio(build.get(ours), build.get(peer)), ratio(rss.get(ours), rss.get(peer))]
+                for ours, peer in pairs]
         out.append("\n" + table(["comparison", "qps ratio (>1 = groupwise faster)",
-                                 "build time ratio (<1 = groupwise faster)"], body))
+                                 "build time ratio (<1 = groupwise faster)",
+                                 "resident bytes per user ratio"], body))
 
         body = [[i, r["ef"], f"{r['recall_at_10']:.4f}", num(r["qps"])]
                 for i in impls for r in per[i]]

@@ -4,6 +4,7 @@
 #
 #   bench/run.sh                  # everything at MovieLens + 100k scale (about 15 min)
 #   bench/run.sh --full           # also 1M synthetic users (about 90 more min)
+#   bench/run.sh --huge           # also the 10M-user index (i8 graph; hours on 2 cores)
 #   bench/run.sh --only segments  # one part: encode, index, lookalike, segments, slates or engine
 #
 # Parts: encoder throughput (vs Python onnxruntime); index build / recall / QPS
@@ -13,10 +14,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FULL=0
+HUGE=0
 ONLY=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --full) FULL=1 ;;
+    --huge) HUGE=1 ;;
     --only) ONLY="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -51,16 +54,31 @@ if want index; then
   : > "$OUT/index.jsonl"
   # MovieLens: every user's embedding is both a point and a query.
   "$GW" encode --interactions .groupwise/data/ml-100k/ml-100k.inter --time-col timestamp --out "$OUT/ml100k.npy"
-  run_index() { # name vectors queries
-    "$GW" bench index --dataset "$1" --vectors "$2" --queries "$3" >> "$OUT/index.jsonl"
-    "$PY" bench/peers_index.py --dataset "$1" --vectors "$2" --queries "$3" >> "$OUT/index.jsonl"
+  EFS=16,24,32,48,64,96,128
+  run_index() { # name vectors queries "backend precision"... -- peers
+    local name=$1 x=$2 q=$3; shift 3
+    while [[ $# -gt 0 && $1 != -- ]]; do
+      read -r backend precision <<< "$1"
+      "$GW" bench index --dataset "$name" --vectors "$x" --queries "$q" --efs "$EFS" \
+        --backend "$backend" --graph-precision "$precision" --snapshot-dir "$OUT/snap" >> "$OUT/index.jsonl"
+      shift
+    done
+    shift
+    "$PY" bench/peers_index.py --dataset "$name" --vectors "$x" --queries "$q" --efs "$EFS" \
+      --impls "$1" >> "$OUT/index.jsonl"
   }
-  run_index ml100k "$OUT/ml100k.npy" "$OUT/ml100k.npy"
+  run_index ml100k "$OUT/ml100k.npy" "$OUT/ml100k.npy" "usearch f16" -- hnswlib,faiss
   "$GW" synth --n 100000 --queries 1000 --seed 7 --out "$OUT/synth100k.npy" --queries-out "$OUT/synth100k-q.npy"
-  run_index synth100k "$OUT/synth100k.npy" "$OUT/synth100k-q.npy"
+  run_index synth100k "$OUT/synth100k.npy" "$OUT/synth100k-q.npy" \
+    "usearch f16" "usearch f32" "usearch i8" "hnsw_rs f32" -- hnswlib,faiss
   if [[ $FULL == 1 ]]; then
     "$GW" synth --n 1000000 --queries 1000 --seed 7 --out "$OUT/synth1m.npy" --queries-out "$OUT/synth1m-q.npy"
-    run_index synth1m "$OUT/synth1m.npy" "$OUT/synth1m-q.npy"
+    run_index synth1m "$OUT/synth1m.npy" "$OUT/synth1m-q.npy" "usearch f16" -- hnswlib
+  fi
+  if [[ $HUGE == 1 ]]; then
+    "$GW" synth --n 10000000 --queries 1000 --seed 7 --out "$OUT/synth10m.npy" --queries-out "$OUT/synth10m-q.npy"
+    "$GW" bench index --dataset synth10m --vectors "$OUT/synth10m.npy" --queries "$OUT/synth10m-q.npy" \
+      --efs 64,96,128,192 --backend usearch --graph-precision i8 >> "$OUT/index.jsonl"
   fi
 fi
 
