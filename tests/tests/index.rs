@@ -546,3 +546,75 @@ fn a_rebuild_never_blocks_searches_or_writers() {
         );
     }
 }
+
+#[test]
+fn snapshots_round_trip_copied_and_memory_mapped_on_every_backend() {
+    use groupwise::engine::{Engine, EngineConfig, LoadOptions};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, _) = clustered_vectors(3000, DIM, 20, 0.5, 9);
+    let (fresh, _) = clustered_vectors(50, DIM, 20, 0.5, 99);
+    for backend in Backend::ALL {
+        for precision in Precision::ALL {
+            if backend == Backend::HnswRs && precision != Precision::F32 {
+                continue;
+            }
+            let what = format!("{backend} {precision}");
+            let mut config = EngineConfig::new(DIM);
+            config.index.backend = backend;
+            config.index.graph_precision = precision;
+            config.index.exact_below = 0;
+            let engine = Engine::new(config).expect("config");
+            let users: Vec<u64> = (0..3000).collect();
+            engine.upsert_embeddings(&users, &data).expect("insert");
+            for u in (0..3000).step_by(11) {
+                engine.delete_user(u).expect("delete");
+            }
+            let probe = &data[..40 * DIM];
+            let before = engine
+                .index()
+                .search_batch(probe, 10, &graph())
+                .expect("search");
+            let path = dir.path().join(format!("{backend}-{precision}.gw"));
+            engine.save(&path).expect("save");
+            for mmap in [true, false] {
+                let loaded = Engine::load_with(
+                    &path,
+                    LoadOptions {
+                        load_encoders: false,
+                        mmap,
+                        backend: None,
+                    },
+                )
+                .expect("load");
+                let stats = loaded.index().stats();
+                assert_eq!(stats.backend, backend);
+                assert_eq!(
+                    stats.mapped,
+                    mmap && backend == Backend::Usearch,
+                    "{what}: a usearch graph is served from the map"
+                );
+                let after = loaded
+                    .index()
+                    .search_batch(probe, 10, &graph())
+                    .expect("search");
+                assert_eq!(after, before, "{what} mmap={mmap}: same answers");
+                // Writes go on after a mapped load: the graph is copied first.
+                let ids: Vec<u64> = (10_000..10_050).collect();
+                loaded.upsert_embeddings(&ids, &fresh).expect("upsert");
+                loaded.delete_user(1).expect("delete");
+                assert!(!loaded.index().stats().mapped);
+                for (i, &id) in ids.iter().enumerate() {
+                    let hits = loaded
+                        .index()
+                        .search(&fresh[i * DIM..(i + 1) * DIM], 1, &graph())
+                        .expect("search");
+                    assert_eq!(hits[0].id, id, "{what} mmap={mmap}");
+                }
+                assert!(!loaded.contains(1));
+                // And what it holds then saves and loads again.
+                let again = Engine::from_bytes(&loaded.to_bytes().expect("bytes")).expect("load");
+                assert_eq!(again.index().len(), loaded.index().len());
+            }
+        }
+    }
+}
