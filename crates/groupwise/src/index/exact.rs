@@ -69,6 +69,11 @@ impl TopK {
         }
     }
 
+    /// Candidates kept so far (at most `k`).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
     /// Best first.
     pub fn into_sorted(self) -> Vec<Scored> {
         self.heap.into_sorted_vec()

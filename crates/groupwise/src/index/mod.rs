@@ -899,13 +899,22 @@ impl UserIndex {
                 let keep_ref: &(dyn Fn(usize) -> bool + Sync) = &keep_fn;
                 // The excluded user is found first: ask for one more.
                 let want = k + usize::from(exclude.is_some());
-                let candidates = g.search(q, want, ef, narrowed.then_some(keep_ref))?;
-                let mut top = exact::TopK::new(k);
-                let mut seen = HashSet::with_capacity(candidates.len());
-                for s in candidates {
-                    if s < inner.ids.len() && keeps(s) && seen.insert(s) {
-                        top.push(dot(q, inner.row(s, dim)), s);
+                let rescore = |candidates: Vec<usize>| {
+                    let mut top = exact::TopK::new(k);
+                    let mut seen = HashSet::with_capacity(candidates.len());
+                    for s in candidates {
+                        if s < inner.ids.len() && keeps(s) && seen.insert(s) {
+                            top.push(dot(q, inner.row(s, dim)), s);
+                        }
                     }
+                    top
+                };
+                let mut top = rescore(g.search(q, want, ef, narrowed.then_some(keep_ref))?);
+                if !narrowed && top.len() < k && inner.slot_of.len() > top.len() {
+                    // Rows still being inserted crowded the answer (a bulk
+                    // load running beside this search): search again,
+                    // filtered, before falling back to a scan.
+                    top = rescore(g.search(q, want, ef, Some(keep_ref))?);
                 }
                 let got = top.into_sorted();
                 if got.len() < k && inner.slot_of.len() > got.len() {
