@@ -133,16 +133,35 @@ fn the_closed_form_posterior_of_each_level() -> groupwise::Result<()> {
     bandit.record(Some(1), Some(77), &[(5, 30.0, 0.0)], None)?;
     let u = bandit.posterior_of(Some(1), Some(77), 5);
     let s1 = bandit.posterior_of(Some(1), None, 5);
-    // Segment: Beta(10/6 + 33, 50/6 + 7), mean 0.693; user: that mean at
-    // strength 20 plus 30 clicks, mean (13.87 + 30) / 50 = 0.877.
+    // Segment: Beta(10/6 + 33, 50/6 + 7), mean 0.693. User: the segment
+    // without the user's own 30 clicks, Beta(10/6 + 3, 50/6 + 7) (mean 0.233,
+    // strength 20), is the prior; 30 clicks take 30 / 0.233 pseudo-counts off
+    // it, more than it has, so it stays at user_strength 20: mean
+    // (20 · 0.233 + 30) / 50 = 0.693.
     assert!(
         (s1.mean() - (10.0 / 6.0 + 33.0) / 50.0).abs() < 1e-9,
         "{s1:?}"
     );
+    let rest = (10.0 / 6.0 + 3.0) / 20.0;
     assert!(
-        (u.mean() - (20.0 * s1.mean() + 30.0) / 50.0).abs() < 1e-9,
+        (u.mean() - (20.0 * rest + 30.0) / 50.0).abs() < 1e-9,
         "{u:?}"
     );
+    assert!((u.strength() - 50.0).abs() < 1e-9, "{u:?}");
+    // A user of a well-known segment starts from the segment's posterior and
+    // keeps it after one non-click but for the pseudo-counts it gives way.
+    bandit.record(Some(1), Some(1000), &[(5, 300.0, 700.0)], None)?;
+    let seg = bandit.posterior_of(Some(1), None, 5);
+    bandit.record(Some(1), Some(78), &[(5, 0.0, 1.0)], None)?;
+    let one = bandit.posterior_of(Some(1), Some(78), 5);
+    let m = seg.mean();
+    // The prior gives way by 1 / (1 − m) pseudo-counts: α loses m / (1 − m);
+    // β loses 1 and gains the non-click, so it is unchanged.
+    assert!(
+        (one.alpha - (seg.alpha - m / (1.0 - m))).abs() < 1e-9,
+        "{one:?} {seg:?}"
+    );
+    assert!((one.beta - seg.beta).abs() < 1e-9, "{one:?} {seg:?}");
     // Segment-only ignores the user; user-only ignores the segment.
     for (hierarchy, want) in [
         (Hierarchy::SegmentOnly, None),

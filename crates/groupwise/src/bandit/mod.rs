@@ -15,11 +15,22 @@
 //!    pseudo-counts (never more than their evidence), plus the segment's own
 //!    counts, so a new segment or item is not flat (empirical-Bayes partial
 //!    pooling);
-//! 3. **user**: the segment's mean at `user_strength` pseudo-counts (never more
-//!    than the segment's evidence), plus the user's own counts: a user with no
-//!    data gets the segment; their own clicks take over as they accumulate.
-//!    (The segment's counts include the user's; with a segment of many users
-//!    the double count is negligible and it is bounded by `user_strength`.)
+//! 3. **user**: the segment's posterior *without the user's own counts*
+//!    (mean `m`, strength `S`) is the user's prior, plus the user's counts.
+//!    A user with no data of their own gets exactly the segment's posterior.
+//!    As their evidence grows, the prior's strength gives way: each click
+//!    takes `1 / m` pseudo-counts off it and each non-click `1 / (1 − m)`,
+//!    down to `min(user_strength, S)`, so their own clicks take over.
+//!
+//!    That rate is the fastest that keeps **exposure monotone**: a click
+//!    never lowers the item's α nor raises its β, a non-click never raises α
+//!    nor lowers β, so the user's posterior of the item moves in the
+//!    likelihood-ratio order, in the direction of the evidence. Every policy
+//!    then shows the item to that user at least as often after a click and
+//!    at most as often after a non-click (the other items' posteriors for
+//!    the user do not change). A bandit never rewards a non-click. (The
+//!    guarantee is about the item's own evidence; with item categories, a
+//!    non-click also lowers the prior of the item's category mates.)
 //!
 //! [`Hierarchy`] selects all three levels (default), segment only, or user
 //! only (per-user Thompson sampling on the base prior).
@@ -197,7 +208,10 @@ pub struct BanditConfig {
     /// (default 10; ≥ 0; used for items with a category, see
     /// [`SlateBandit::set_item_categories`]).
     pub category_strength: f64,
-    /// Pseudo-counts of the segment's mean in a user's prior (default 20; ≥ 0).
+    /// Pseudo-counts of the segment's mean that a user's prior keeps however
+    /// much evidence the user has (default 20; ≥ 0). A user's prior starts
+    /// as the segment's posterior and gives way to the user's counts down to
+    /// this strength (see the module docs).
     pub user_strength: f64,
     /// Levels used (default all three).
     pub hierarchy: Hierarchy,
@@ -618,6 +632,34 @@ pub(crate) fn check_replica_id(key: &str, id: u64) -> Result<()> {
     ))
 }
 
+/// The user level (see the module docs): the segment's posterior without
+/// the user's own counts (leave-one-out: mean `m`, strength `S`) becomes the
+/// user's prior, at a strength that gives way to the user's evidence at the
+/// fastest rate that keeps exposure monotone — each click takes `1 / m`
+/// pseudo-counts off it, each non-click `1 / (1 − m)` — down to
+/// `min(user_strength, S)`; then the user's counts are added.
+///
+/// Why this rate: a click then never lowers α nor raises β, and a non-click
+/// never raises α nor lowers β, so the item's posterior for the user moves
+/// in the likelihood-ratio order in the direction of the evidence, and every
+/// policy's chance of showing the item moves with it. A user with no counts
+/// gets exactly the segment's posterior.
+fn user_level(segment_post: Beta, user: &Counts, user_strength: f64) -> Beta {
+    if user.total() == 0.0 {
+        return segment_post;
+    }
+    // The segment's counts include the user's (when they were recorded in
+    // this segment): take them out so they count once.
+    let rest = Beta::new(
+        segment_post.alpha - user.successes,
+        segment_post.beta - user.failures,
+    );
+    let (m, strength) = (rest.mean(), rest.strength());
+    let given = user.successes / m + user.failures / (1.0 - m);
+    let kappa = (strength - given).max(user_strength.min(strength));
+    Beta::with_mean(m, kappa).plus(user)
+}
+
 impl SlateBandit {
     /// A bandit with no data.
     pub fn new(config: BanditConfig) -> Result<Self> {
@@ -913,16 +955,10 @@ impl SlateBandit {
             }
             None => top.plus(&pooled_counts),
         };
-        if c.hierarchy == Hierarchy::SegmentOnly || user_counts.total() == 0.0 {
-            // A user without data of their own gets the segment's posterior.
+        if c.hierarchy == Hierarchy::SegmentOnly {
             return segment_post;
         }
-        // Level 3: user.
-        let prior = Beta::with_mean(
-            segment_post.mean(),
-            c.user_strength.min(segment_post.strength()),
-        );
-        prior.plus(&user_counts)
+        user_level(segment_post, &user_counts, c.user_strength)
     }
 
     fn remember(&self, id: u64, pending: Pending) {
