@@ -77,7 +77,10 @@
 // Slate policy: standard Thompson sampling (one draw, top K).
 #define GW_POLICY_TS 1
 
-// Slate policy: greedy by posterior mean.
+// Slate policy: greedy by posterior mean. Ties (equal values, e.g. items
+// nobody has seen) are broken in a random order drawn for each decision
+// from the engine's seed, never by candidate order; so are ties between
+// equal host scores under every policy.
 #define GW_POLICY_GREEDY 2
 
 // Slate policy: uniformly random (for logging and evaluation).

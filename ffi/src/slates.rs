@@ -11,7 +11,10 @@ use crate::handle::{self, Handle};
 pub const GW_POLICY_IN_SLATE_TS: u32 = 0;
 /// Slate policy: standard Thompson sampling (one draw, top K).
 pub const GW_POLICY_TS: u32 = 1;
-/// Slate policy: greedy by posterior mean.
+/// Slate policy: greedy by posterior mean. Ties (equal values, e.g. items
+/// nobody has seen) are broken in a random order drawn for each decision
+/// from the engine's seed, never by candidate order; so are ties between
+/// equal host scores under every policy.
 pub const GW_POLICY_GREEDY: u32 = 2;
 /// Slate policy: uniformly random (for logging and evaluation).
 pub const GW_POLICY_RANDOM: u32 = 3;
