@@ -73,22 +73,52 @@ impl Policy {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arm {
     pub posterior: Beta,
-    /// The host's score (0 when there is none; then `w` is 1).
+    /// The host term of its value (see [`Mix`]; 0 without host scores).
     pub host: f64,
 }
 
+/// How a candidate's value combines a posterior draw (or mean) `x` with its
+/// host term. Both forms increase with `x`, so the pruning bound of a value
+/// is the value of the posterior's bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Mix {
+    /// `w · x + (1 − w) · host`.
+    Linear(f64),
+    /// `b · logit(x) + host`, `b > 0`: `host` is the learned blend's
+    /// `c · z` (see [`super::host`]).
+    Logit(f64),
+}
+
+impl Mix {
+    #[inline]
+    fn value(self, x: f64, host: f64) -> f64 {
+        match self {
+            Mix::Linear(w) => w * x + (1.0 - w) * host,
+            Mix::Logit(b) => b * logit(x) + host,
+        }
+    }
+}
+
+/// `ln(x / (1 − x))`, with `x` kept inside [10⁻¹², 1 − 10⁻¹²] so values are
+/// finite.
+#[inline]
+pub(crate) fn logit(x: f64) -> f64 {
+    let x = x.clamp(1e-12, 1.0 - 1e-12);
+    (x / (1.0 - x)).ln()
+}
+
 /// Picks `k` of `arms` (indices, slot order) with the value each slot used.
-/// `w` is the weight of the posterior against the host score.
+/// `mix` combines the posterior with the host term.
 pub(crate) fn choose<R: Rng + ?Sized>(
     policy: Policy,
     arms: &[Arm],
     k: usize,
-    w: f64,
+    mix: Mix,
     prune: bool,
     rng: &mut R,
 ) -> Vec<(usize, f64)> {
     let k = k.min(arms.len());
-    let value = |i: usize, x: f64| w * x + (1.0 - w) * arms[i].host;
+    let value = |i: usize, x: f64| mix.value(x, arms[i].host);
     // The random order that breaks ties (drawn for every policy, so the
     // generator's stream does not depend on whether ties occur).
     let ties = Ties(rng.random());
@@ -105,7 +135,7 @@ pub(crate) fn choose<R: Rng + ?Sized>(
             .map(|i| (i, value(i, arms[i].posterior.mean())))
             .collect(),
         Policy::Thompson => {
-            let mut order = Order::new(arms, w, prune);
+            let mut order = Order::new(arms, mix, prune);
             // The best k so far, best first (k is small: insertion is cheap).
             let mut top: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
             let mut at = 0;
@@ -127,7 +157,7 @@ pub(crate) fn choose<R: Rng + ?Sized>(
             top
         }
         Policy::InSlateThompson => {
-            let mut order = Order::new(arms, w, prune);
+            let mut order = Order::new(arms, mix, prune);
             let mut samplers: Vec<Option<BetaSampler>> = vec![None; arms.len()];
             let mut placed = vec![false; arms.len()];
             let mut slate = Vec::with_capacity(k);
@@ -168,13 +198,13 @@ struct Order {
 }
 
 impl Order {
-    fn new(arms: &[Arm], w: f64, prune: bool) -> Self {
+    fn new(arms: &[Arm], mix: Mix, prune: bool) -> Self {
         let items = arms
             .iter()
             .enumerate()
             .map(|(i, a)| {
                 let b = if prune { a.posterior.upper() } else { 1.0 };
-                (w * b + (1.0 - w) * a.host, i)
+                (mix.value(b, a.host), i)
             })
             .collect();
         Order {
@@ -273,7 +303,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         for policy in Policy::ALL {
             for prune in [true, false] {
-                let s = choose(policy, &a, 10, 1.0, prune, &mut rng);
+                let s = choose(policy, &a, 10, Mix::Linear(1.0), prune, &mut rng);
                 let mut items: Vec<usize> = s.iter().map(|x| x.0).collect();
                 assert_eq!(items.len(), 10);
                 items.sort_unstable();
@@ -282,7 +312,14 @@ mod tests {
             }
         }
         // Fewer candidates than slots: all of them, once.
-        let s = choose(Policy::InSlateThompson, &a[..3], 10, 1.0, true, &mut rng);
+        let s = choose(
+            Policy::InSlateThompson,
+            &a[..3],
+            10,
+            Mix::Linear(1.0),
+            true,
+            &mut rng,
+        );
         assert_eq!(s.len(), 3);
     }
 
@@ -295,14 +332,14 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let greedy: Vec<usize> = choose(Policy::Greedy, &a, 5, 1.0, true, &mut rng)
+        let greedy: Vec<usize> = choose(Policy::Greedy, &a, 5, Mix::Linear(1.0), true, &mut rng)
             .iter()
             .map(|x| x.0)
             .collect();
         assert_eq!(greedy, vec![8, 7, 6, 5, 4]);
         for policy in [Policy::InSlateThompson, Policy::Thompson] {
             for _ in 0..100 {
-                let s: Vec<usize> = choose(policy, &a, 5, 1.0, true, &mut rng)
+                let s: Vec<usize> = choose(policy, &a, 5, Mix::Linear(1.0), true, &mut rng)
                     .iter()
                     .map(|x| x.0)
                     .collect();
@@ -319,7 +356,7 @@ mod tests {
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for policy in [Policy::InSlateThompson, Policy::Thompson, Policy::Greedy] {
-            let s: Vec<usize> = choose(policy, &a, 3, 0.0, true, &mut rng)
+            let s: Vec<usize> = choose(policy, &a, 3, Mix::Linear(0.0), true, &mut rng)
                 .iter()
                 .map(|x| x.0)
                 .collect();
@@ -344,7 +381,14 @@ mod tests {
             let mut first = vec![0usize; 20];
             let mut third = vec![0usize; 20];
             for _ in 0..20_000 {
-                let s = choose(Policy::InSlateThompson, &a, 3, 1.0, true, &mut rng);
+                let s = choose(
+                    Policy::InSlateThompson,
+                    &a,
+                    3,
+                    Mix::Linear(1.0),
+                    true,
+                    &mut rng,
+                );
                 first[s[0].0] += 1;
                 third[s[2].0] += 1;
             }
@@ -373,7 +417,7 @@ mod tests {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(11);
                 let mut first = vec![0usize; 20];
                 for _ in 0..20_000 {
-                    let s = choose(policy, a, 3, w, prune, &mut rng);
+                    let s = choose(policy, a, 3, Mix::Linear(w), prune, &mut rng);
                     assert_eq!(s.len(), 3);
                     first[s[0].0] += 1;
                 }
@@ -383,7 +427,7 @@ mod tests {
             // The same seed gives the same slate.
             let once = |seed| {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-                choose(policy, a, 3, w, true, &mut rng)
+                choose(policy, a, 3, Mix::Linear(w), true, &mut rng)
             };
             assert_eq!(once(5), once(5));
         }
@@ -400,9 +444,16 @@ mod tests {
         for (f, prune) in freq.iter_mut().zip([false, true]) {
             let mut rng = rand::rngs::StdRng::seed_from_u64(8);
             for _ in 0..runs {
-                for (slot, (i, _)) in choose(Policy::InSlateThompson, &a, 5, 1.0, prune, &mut rng)
-                    .into_iter()
-                    .enumerate()
+                for (slot, (i, _)) in choose(
+                    Policy::InSlateThompson,
+                    &a,
+                    5,
+                    Mix::Linear(1.0),
+                    prune,
+                    &mut rng,
+                )
+                .into_iter()
+                .enumerate()
                 {
                     if slot == 0 {
                         f[i] += 1;

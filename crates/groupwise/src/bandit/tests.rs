@@ -41,9 +41,14 @@ fn random_config(rng: &mut StdRng, replica: u64) -> BanditConfig {
         max_pending: rng.random_range(1..80),
         blend: [
             Blend::default(),
+            Blend::Evidence {
+                w_min: 0.3,
+                w_max: 0.9,
+                n_half: 20.0,
+            },
             Blend::Fixed(0.5),
             Blend::PriorMean { strength: 5.0 },
-        ][rng.random_range(0..3)],
+        ][rng.random_range(0..4)],
         prune: rng.random_bool(0.5),
         seed: rng.random(),
         record_deltas: rng.random_bool(0.5),
@@ -166,8 +171,12 @@ fn every_state_public_calls_produce_round_trips() {
                         .filter(|c| !r.exclude.contains(c))
                         .copied()
                         .collect();
+                    // The learned blend takes scores on any scale.
+                    let learned = matches!(b.config().blend, Blend::Learned { .. });
                     let host_ok = r.host.as_ref().is_none_or(|h| {
-                        h.len() == r.candidates.len() && h.iter().all(|x| (0.0..=1.0).contains(x))
+                        h.len() == r.candidates.len()
+                            && h.iter()
+                                .all(|x| x.is_finite() && (learned || (0.0..=1.0).contains(x)))
                     });
                     let valid = (1..=MAX_SLATE_SIZE).contains(&r.slate_size)
                         && host_ok
@@ -403,19 +412,29 @@ fn host_scores_that_are_not_numbers_are_non_finite_errors() -> Result<()> {
             other => panic!("{bad}: expected NonFinite at 4, got {other:?}"),
         }
     }
-    // Finite but not a probability: an invalid argument.
+    assert_eq!(b.stats().decisions, 0);
+    // Finite but not a probability: an invalid argument for the blends that
+    // mix in probability units; any scale for the learned blend.
     let mut host = vec![0.5f32; 6];
     host[1] = 1.5;
     let mut r = Request::new(None, None, &candidates, 2);
     r.host_scores = Some(&host);
+    let fixed = SlateBandit::new(BanditConfig {
+        blend: Blend::Fixed(0.5),
+        ..BanditConfig::default()
+    })?;
     assert!(matches!(
-        b.decide(&r),
+        fixed.decide(&r),
         Err(Error::InvalidArgument {
             name: "host_scores",
             ..
         })
     ));
-    assert_eq!(b.stats().decisions, 0);
+    assert_eq!(fixed.stats().decisions, 0);
+    host[2] = -40.0;
+    let mut r = Request::new(None, None, &candidates, 2);
+    r.host_scores = Some(&host);
+    assert_eq!(b.decide(&r)?.items.len(), 2);
     Ok(())
 }
 
