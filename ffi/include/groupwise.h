@@ -77,7 +77,10 @@
 // Slate policy: standard Thompson sampling (one draw, top K).
 #define GW_POLICY_TS 1
 
-// Slate policy: greedy by posterior mean.
+// Slate policy: greedy by posterior mean. Ties (equal values, e.g. items
+// nobody has seen) are broken in a random order drawn for each decision
+// from the engine's seed, never by candidate order; so are ties between
+// equal host scores under every policy.
 #define GW_POLICY_GREEDY 2
 
 // Slate policy: uniformly random (for logging and evaluation).
@@ -284,9 +287,12 @@ typedef struct gw_slate_request {
     const uint64_t *exclude;
     // Number of excluded items.
     size_t n_exclude;
-    // The host's per-candidate scores in [0, 1], aligned with
-    // `candidates` (NULL with 0 for none; else exactly `n_candidates`; NaN
-    // or infinity is `GW_ERR_NON_FINITE`).
+    // The host's per-candidate scores, aligned with `candidates` (NULL
+    // with 0 for none; else exactly `n_candidates`; NaN or infinity is
+    // `GW_ERR_NON_FINITE`). With the default learned blend any finite
+    // values on any scale: the engine learns from the clicks how much they
+    // predict (the README's "Host scores"); with the `Evidence`, `Fixed`
+    // and `PriorMean` blends, probabilities in [0, 1].
     const float *host_scores;
     // Number of host scores.
     size_t n_host_scores;
@@ -299,6 +305,62 @@ typedef struct gw_slate_request {
     // Whether `now` is set.
     bool has_now;
 } gw_slate_request;
+
+// One level of an item's posterior (see `gw_engine_posterior`): the prior
+// the level above hands down, the level's own counts, and the Beta they
+// make. All zero when the level takes no part (`used` false).
+typedef struct gw_posterior_level {
+    // Whether the level takes part in the posterior.
+    bool used;
+    // The prior's α.
+    double prior_alpha;
+    // The prior's β.
+    double prior_beta;
+    // The level's own clicks (click-model weighted, decayed).
+    double successes;
+    // The level's own examinations without a click (weighted, decayed).
+    double failures;
+    // `prior_alpha + successes`.
+    double alpha;
+    // `prior_beta + failures`.
+    double beta;
+} gw_posterior_level;
+
+// What an item's posterior for a segment and a user is made of (see
+// `gw_engine_posterior`).
+typedef struct gw_posterior {
+    // Pooled over all segments: the base prior (or the item's category's)
+    // plus every segment's counts.
+    struct gw_posterior_level pooled;
+    // The segment: the base prior plus the other segments' counts scaled
+    // to at most `pooling_strength`, plus the segment's own counts.
+    struct gw_posterior_level segment;
+    // The user: the segment's posterior without the user's own counts
+    // (giving way to them at the rate that keeps exposure monotone), plus
+    // the user's counts. Not used for a user with no counts of the item.
+    struct gw_posterior_level user;
+    // α of the posterior decisions draw from (the lowest level used).
+    double alpha;
+    // β of that posterior.
+    double beta;
+    // Its mean, `alpha / (alpha + beta)`.
+    double mean;
+    // The learned host blend's calibration offset `a`.
+    double host_a;
+    // The weight `b` of the posterior's logit in decisions.
+    double host_b;
+    // The weight `c'` of a standardised host score in decisions (the fit's
+    // `c` shrunk by two standard deviations; 0 while the scores have not
+    // shown that they predict clicks).
+    double host_c;
+    // Observations the host blend has learned from.
+    double host_observations;
+    // The blended click probability of the item for a candidate whose
+    // host score is the request's average (z = 0):
+    // `1 / (1 + exp(-(host_a + host_b * logit(mean))))`. For a score `z`
+    // standard deviations above the average, add `host_c * z` inside.
+    double blended;
+} gw_posterior;
 
 #ifdef __cplusplus
 extern "C" {
@@ -320,6 +382,24 @@ gw_result gw_runtime_init(const char *library_path);
 
 // Creates an engine with the default configuration for embeddings of
 // dimension `dim`, and writes it to `*out_engine`.
+//
+// Slate bandit defaults (also for any field a JSON configuration's
+// `bandit` section leaves out; the README lists every setting):
+//
+// - **Click model: position-based (PBM) with examination 1 / (1 + slot)**
+//   for 20 slots (1, 1/2, 1/3, ...; slots beyond 20 count as unseen).
+//   A host whose users scan top-down and stop at a click must set
+//   `"bandit": {"click_model": "Cascade"}`; a PBM host with other
+//   examination probabilities lists them,
+//   `{"click_model": {"Pbm": {"examination": [1, 0.6, 0.3]}}}`.
+//   Learning with the wrong model costs regret (EVALUATION.md).
+// - Base prior Beta(1, 49) (pessimistic: an item earns its exposure),
+//   pooling of the other segments' evidence up to 10 observations,
+//   user strength 20, the learned host-score blend.
+// - **Seed 42** (`"bandit": {"seed": N}`): draws follow the seed and the
+//   number of decisions made, so engines with the same seed fed the same
+//   requests make the same slates. Give each engine that must not mirror
+//   another its own seed.
 //
 // # Safety
 // `out_engine` is NULL or writable.
@@ -667,6 +747,27 @@ gw_result gw_engine_merge_delta(const struct gw_engine *engine,
                                 const uint8_t *delta,
                                 size_t len,
                                 bool *out_merged);
+
+// Reads back what the bandit believes about `item` for `user` (when
+// `has_user`) in `segment` (when `has_segment`; otherwise the user's
+// segment, as in `gw_engine_decide`): the Beta parameters each level of
+// the hierarchy contributes, the posterior decisions draw from, and the
+// learned host blend's weights and blended value (`gw_posterior`). `now`
+// (may be NULL) is the host clock in seconds, for decay. For debugging
+// and logging; it records nothing. A segment the engine does not serve is
+// `GW_ERR_UNKNOWN_SEGMENT`; `*out` is written only on success.
+//
+// # Safety
+// `engine` is NULL or live; `now` is NULL or readable; `out` is NULL or
+// writable.
+gw_result gw_engine_posterior(const struct gw_engine *engine,
+                              uint64_t item,
+                              uint32_t segment,
+                              bool has_segment,
+                              uint64_t user,
+                              bool has_user,
+                              const double *now,
+                              struct gw_posterior *out);
 
 #ifdef __cplusplus
 }  // extern "C"

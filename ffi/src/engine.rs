@@ -144,6 +144,24 @@ pub unsafe extern "C" fn gw_runtime_init(library_path: *const c_char) -> gw_resu
 /// Creates an engine with the default configuration for embeddings of
 /// dimension `dim`, and writes it to `*out_engine`.
 ///
+/// Slate bandit defaults (also for any field a JSON configuration's
+/// `bandit` section leaves out; the README lists every setting):
+///
+/// - **Click model: position-based (PBM) with examination 1 / (1 + slot)**
+///   for 20 slots (1, 1/2, 1/3, ...; slots beyond 20 count as unseen).
+///   A host whose users scan top-down and stop at a click must set
+///   `"bandit": {"click_model": "Cascade"}`; a PBM host with other
+///   examination probabilities lists them,
+///   `{"click_model": {"Pbm": {"examination": [1, 0.6, 0.3]}}}`.
+///   Learning with the wrong model costs regret (EVALUATION.md).
+/// - Base prior Beta(1, 49) (pessimistic: an item earns its exposure),
+///   pooling of the other segments' evidence up to 10 observations,
+///   user strength 20, the learned host-score blend.
+/// - **Seed 42** (`"bandit": {"seed": N}`): draws follow the seed and the
+///   number of decisions made, so engines with the same seed fed the same
+///   requests make the same slates. Give each engine that must not mirror
+///   another its own seed.
+///
 /// # Safety
 /// `out_engine` is NULL or writable.
 #[no_mangle]

@@ -11,7 +11,10 @@ use crate::handle::{self, Handle};
 pub const GW_POLICY_IN_SLATE_TS: u32 = 0;
 /// Slate policy: standard Thompson sampling (one draw, top K).
 pub const GW_POLICY_TS: u32 = 1;
-/// Slate policy: greedy by posterior mean.
+/// Slate policy: greedy by posterior mean. Ties (equal values, e.g. items
+/// nobody has seen) are broken in a random order drawn for each decision
+/// from the engine's seed, never by candidate order; so are ties between
+/// equal host scores under every policy.
 pub const GW_POLICY_GREEDY: u32 = 2;
 /// Slate policy: uniformly random (for logging and evaluation).
 pub const GW_POLICY_RANDOM: u32 = 3;
@@ -85,9 +88,12 @@ pub struct gw_slate_request {
     pub exclude: *const u64,
     /// Number of excluded items.
     pub n_exclude: usize,
-    /// The host's per-candidate scores in [0, 1], aligned with
-    /// `candidates` (NULL with 0 for none; else exactly `n_candidates`; NaN
-    /// or infinity is `GW_ERR_NON_FINITE`).
+    /// The host's per-candidate scores, aligned with `candidates` (NULL
+    /// with 0 for none; else exactly `n_candidates`; NaN or infinity is
+    /// `GW_ERR_NON_FINITE`). With the default learned blend any finite
+    /// values on any scale: the engine learns from the clicks how much they
+    /// predict (the README's "Host scores"); with the `Evidence`, `Fixed`
+    /// and `PriorMean` blends, probabilities in [0, 1].
     pub host_scores: *const f32,
     /// Number of host scores.
     pub n_host_scores: usize,
@@ -329,6 +335,135 @@ pub unsafe extern "C" fn gw_engine_merge_delta(
         if let Some(out) = out {
             out.write(merged);
         }
+        Ok(())
+    })
+}
+
+/// One level of an item's posterior (see `gw_engine_posterior`): the prior
+/// the level above hands down, the level's own counts, and the Beta they
+/// make. All zero when the level takes no part (`used` false).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct gw_posterior_level {
+    /// Whether the level takes part in the posterior.
+    pub used: bool,
+    /// The prior's α.
+    pub prior_alpha: f64,
+    /// The prior's β.
+    pub prior_beta: f64,
+    /// The level's own clicks (click-model weighted, decayed).
+    pub successes: f64,
+    /// The level's own examinations without a click (weighted, decayed).
+    pub failures: f64,
+    /// `prior_alpha + successes`.
+    pub alpha: f64,
+    /// `prior_beta + failures`.
+    pub beta: f64,
+}
+
+/// What an item's posterior for a segment and a user is made of (see
+/// `gw_engine_posterior`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct gw_posterior {
+    /// Pooled over all segments: the base prior (or the item's category's)
+    /// plus every segment's counts.
+    pub pooled: gw_posterior_level,
+    /// The segment: the base prior plus the other segments' counts scaled
+    /// to at most `pooling_strength`, plus the segment's own counts.
+    pub segment: gw_posterior_level,
+    /// The user: the segment's posterior without the user's own counts
+    /// (giving way to them at the rate that keeps exposure monotone), plus
+    /// the user's counts. Not used for a user with no counts of the item.
+    pub user: gw_posterior_level,
+    /// α of the posterior decisions draw from (the lowest level used).
+    pub alpha: f64,
+    /// β of that posterior.
+    pub beta: f64,
+    /// Its mean, `alpha / (alpha + beta)`.
+    pub mean: f64,
+    /// The learned host blend's calibration offset `a`.
+    pub host_a: f64,
+    /// The weight `b` of the posterior's logit in decisions.
+    pub host_b: f64,
+    /// The weight `c'` of a standardised host score in decisions (the fit's
+    /// `c` shrunk by two standard deviations; 0 while the scores have not
+    /// shown that they predict clicks).
+    pub host_c: f64,
+    /// Observations the host blend has learned from.
+    pub host_observations: f64,
+    /// The blended click probability of the item for a candidate whose
+    /// host score is the request's average (z = 0):
+    /// `1 / (1 + exp(-(host_a + host_b * logit(mean))))`. For a score `z`
+    /// standard deviations above the average, add `host_c * z` inside.
+    pub blended: f64,
+}
+
+fn level_of(level: Option<groupwise_core::bandit::Level>) -> gw_posterior_level {
+    level.map_or_else(gw_posterior_level::default, |l| gw_posterior_level {
+        used: true,
+        prior_alpha: l.prior.alpha,
+        prior_beta: l.prior.beta,
+        successes: l.counts.successes,
+        failures: l.counts.failures,
+        alpha: l.posterior.alpha,
+        beta: l.posterior.beta,
+    })
+}
+
+/// Reads back what the bandit believes about `item` for `user` (when
+/// `has_user`) in `segment` (when `has_segment`; otherwise the user's
+/// segment, as in `gw_engine_decide`): the Beta parameters each level of
+/// the hierarchy contributes, the posterior decisions draw from, and the
+/// learned host blend's weights and blended value (`gw_posterior`). `now`
+/// (may be NULL) is the host clock in seconds, for decay. For debugging
+/// and logging; it records nothing. A segment the engine does not serve is
+/// `GW_ERR_UNKNOWN_SEGMENT`; `*out` is written only on success.
+///
+/// # Safety
+/// `engine` is NULL or live; `now` is NULL or readable; `out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn gw_engine_posterior(
+    engine: *const gw_engine,
+    item: u64,
+    segment: u32,
+    has_segment: bool,
+    user: u64,
+    has_user: bool,
+    now: *const f64,
+    out: *mut gw_posterior,
+) -> gw_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let engine = unsafe { handle::borrow(engine, "engine") }?;
+        // SAFETY: the caller passes NULL or a readable double.
+        let now = (!now.is_null()).then(|| unsafe { *now });
+        // SAFETY: the caller passes NULL or a writable pointer.
+        let out = unsafe { Out::new(out, "out") }?;
+        let (r, host) = engine.explain(
+            has_segment.then_some(segment),
+            has_user.then_some(user),
+            item,
+            now,
+        )?;
+        let (alpha, beta) = (r.posterior.alpha, r.posterior.beta);
+        let mean = r.posterior.mean();
+        let m = mean.clamp(1e-12, 1.0 - 1e-12);
+        let b = host.posterior_weight();
+        out.write(gw_posterior {
+            pooled: level_of(r.pooled),
+            segment: level_of(r.segment),
+            user: level_of(r.user),
+            alpha,
+            beta,
+            mean,
+            host_a: host.a,
+            host_b: b,
+            host_c: host.host_weight(),
+            host_observations: host.observations,
+            blended: 1.0 / (1.0 + (-(host.a + b * (m / (1.0 - m)).ln())).exp()),
+        });
         Ok(())
     })
 }

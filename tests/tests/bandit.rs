@@ -5,13 +5,18 @@
 use std::sync::Arc;
 
 use groupwise::bandit::{
-    BanditConfig, Blend, ClickModel, Counts, Feedback, Hierarchy, Policy, Request, SlateBandit,
+    BanditConfig, Blend, ClickModel, Counts, Feedback, Hierarchy, Policy, Pooling, Request,
+    SlateBandit,
 };
 use groupwise::Error;
 
+/// Cascade clicks on a flat Beta(1, 1) base prior (the closed forms below
+/// are worked out for it).
 fn cascade() -> BanditConfig {
     BanditConfig {
         click_model: ClickModel::Cascade,
+        prior_alpha: 1.0,
+        prior_beta: 1.0,
         ..Default::default()
     }
 }
@@ -118,31 +123,72 @@ fn the_closed_form_posterior_of_each_level() -> groupwise::Result<()> {
     // Pooled: Beta(1 + 4, 1 + 16).
     let pooled = bandit.posterior_of(None, None, 5);
     assert!((pooled.alpha - 5.0).abs() < 1e-12 && (pooled.beta - 17.0).abs() < 1e-12);
-    // Segment 1: prior from the *other* segments, Beta(2, 10) (mean 1/6), at
-    // strength min(10, 12) = 10: Beta(10/6, 50/6); plus its own 3 and 7.
+    // Segment 1: the base prior plus the *other* segments' 10 observations
+    // (at most 10: all of them), Beta(1 + 1, 1 + 9); plus its own 3 and 7.
     let s1 = bandit.posterior_of(Some(1), None, 5);
-    assert!((s1.alpha - (10.0 / 6.0 + 3.0)).abs() < 1e-9, "{s1:?}");
-    assert!((s1.beta - (50.0 / 6.0 + 7.0)).abs() < 1e-9, "{s1:?}");
-    // A new segment starts from all the pooled evidence: mean 5/22, strength 10.
+    assert!((s1.alpha - 5.0).abs() < 1e-9, "{s1:?}");
+    assert!((s1.beta - 17.0).abs() < 1e-9, "{s1:?}");
+    // A new segment: the base prior plus all 20 observations scaled to 10,
+    // Beta(1 + 2, 1 + 8).
     let fresh = bandit.posterior_of(Some(9), None, 5);
-    assert!((fresh.mean() - 5.0 / 22.0).abs() < 1e-9 && (fresh.strength() - 10.0).abs() < 1e-9);
-    // A user without data gets the segment's posterior mean.
-    let u = bandit.posterior_of(Some(1), Some(77), 5);
-    assert!((u.mean() - s1.mean()).abs() < 1e-12);
+    assert!((fresh.alpha - 3.0).abs() < 1e-9 && (fresh.beta - 9.0).abs() < 1e-9);
+    // A user without data gets the segment's posterior.
+    assert_eq!(bandit.posterior_of(Some(1), Some(77), 5), s1);
     // The user's clicks take over as they accumulate.
     bandit.record(Some(1), Some(77), &[(5, 30.0, 0.0)], None)?;
     let u = bandit.posterior_of(Some(1), Some(77), 5);
     let s1 = bandit.posterior_of(Some(1), None, 5);
-    // Segment: Beta(10/6 + 33, 50/6 + 7), mean 0.693; user: that mean at
-    // strength 20 plus 30 clicks, mean (13.87 + 30) / 50 = 0.877.
+    // Segment: Beta(5 + 30, 17). User: the segment without the user's own
+    // 30 clicks, Beta(5, 17) (mean 5/22, strength 22), is the prior; 30
+    // clicks take 30 / (5/22) pseudo-counts off it, more than it has, so it
+    // keeps user_strength 20: mean (20 · 5/22 + 30) / 50.
+    assert!((s1.alpha - 35.0).abs() < 1e-9 && (s1.beta - 17.0).abs() < 1e-9);
+    let rest = 5.0 / 22.0;
     assert!(
-        (s1.mean() - (10.0 / 6.0 + 33.0) / 50.0).abs() < 1e-9,
-        "{s1:?}"
-    );
-    assert!(
-        (u.mean() - (20.0 * s1.mean() + 30.0) / 50.0).abs() < 1e-9,
+        (u.mean() - (20.0 * rest + 30.0) / 50.0).abs() < 1e-9,
         "{u:?}"
     );
+    assert!((u.strength() - 50.0).abs() < 1e-9, "{u:?}");
+    // A user of a well-known segment starts from the segment's posterior and
+    // keeps it after one non-click but for the pseudo-counts it gives way.
+    bandit.record(Some(1), Some(1000), &[(5, 300.0, 700.0)], None)?;
+    let seg = bandit.posterior_of(Some(1), None, 5);
+    bandit.record(Some(1), Some(78), &[(5, 0.0, 1.0)], None)?;
+    let one = bandit.posterior_of(Some(1), Some(78), 5);
+    let m = seg.mean();
+    // The prior gives way by 1 / (1 − m) pseudo-counts: α loses m / (1 − m);
+    // β loses 1 and gains the non-click, so it is unchanged.
+    assert!(
+        (one.alpha - (seg.alpha - m / (1.0 - m))).abs() < 1e-9,
+        "{one:?} {seg:?}"
+    );
+    assert!((one.beta - seg.beta).abs() < 1e-9, "{one:?} {seg:?}");
+    // Pooling by mean: segment 1's prior is the others' pooled mean, 2/12,
+    // at strength min(10, 12) = 10: Beta(10/6, 50/6); a new segment gets all
+    // the pooled evidence's mean, 5/22, at strength 10.
+    let by_mean = SlateBandit::new(BanditConfig {
+        pooling: Pooling::Mean,
+        ..cascade()
+    })?;
+    by_mean.record(Some(1), None, &[(5, 3.0, 7.0)], None)?;
+    by_mean.record(Some(2), None, &[(5, 1.0, 9.0)], None)?;
+    let m1 = by_mean.posterior_of(Some(1), None, 5);
+    assert!((m1.alpha - (10.0 / 6.0 + 3.0)).abs() < 1e-9, "{m1:?}");
+    assert!((m1.beta - (50.0 / 6.0 + 7.0)).abs() < 1e-9, "{m1:?}");
+    let fresh = by_mean.posterior_of(Some(9), None, 5);
+    assert!((fresh.mean() - 5.0 / 22.0).abs() < 1e-9 && (fresh.strength() - 10.0).abs() < 1e-9);
+    // A pessimistic base prior keeps its 100 pseudo-counts in a segment with
+    // evidence pooling; by mean it shrinks to 10.
+    for (pooling, strength) in [(Pooling::Evidence, 100.0), (Pooling::Mean, 10.0)] {
+        let b = SlateBandit::new(BanditConfig {
+            prior_beta: 99.0,
+            pooling,
+            ..cascade()
+        })?;
+        let p = b.posterior_of(Some(3), None, 42);
+        assert!((p.mean() - 0.01).abs() < 1e-9, "{pooling:?} {p:?}");
+        assert!((p.strength() - strength).abs() < 1e-9, "{pooling:?} {p:?}");
+    }
     // Segment-only ignores the user; user-only ignores the segment.
     for (hierarchy, want) in [
         (Hierarchy::SegmentOnly, None),
@@ -414,5 +460,101 @@ fn eight_threads_lose_no_feedback() -> groupwise::Result<()> {
     assert_eq!(stats.decisions, 8 * per_thread);
     assert_eq!(stats.feedback_applied, 8 * per_thread);
     assert_eq!(stats.clicks, clicks);
+    Ok(())
+}
+
+/// Runs 400 rounds of 8-slot slates from 40 items for 20 users of segment
+/// 0 (each user with tastes of their own: `truth(user, item)`), cascade
+/// clicks over the 3 visible slots, with `host(user, item)` scores, and
+/// returns the bandit.
+fn learn_with_host(
+    truth: &dyn Fn(u64, u64) -> f64,
+    host: &dyn Fn(u64, u64) -> f32,
+    seed: u64,
+) -> groupwise::Result<SlateBandit> {
+    use rand::{Rng, SeedableRng};
+    let bandit = SlateBandit::new(BanditConfig {
+        click_model: ClickModel::Cascade,
+        prior_beta: 49.0,
+        seed,
+        ..Default::default()
+    })?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let candidates: Vec<u64> = (0..40).collect();
+    for _ in 0..400 {
+        for user in 0..20 {
+            let scores: Vec<f32> = candidates.iter().map(|&i| host(user, i)).collect();
+            let mut req = Request::new(Some(user), Some(0), &candidates, 8);
+            req.host_scores = Some(&scores);
+            let d = bandit.decide(&req)?;
+            let click = d.items[..3]
+                .iter()
+                .position(|&i| rng.random::<f64>() < truth(user, i));
+            bandit.feedback(&Feedback {
+                decision: d.id,
+                clicks: click.as_slice(),
+                visible: Some(3),
+                now: None,
+            })?;
+        }
+    }
+    Ok(bandit)
+}
+
+#[test]
+fn the_learned_blend_trusts_informative_scores_and_not_useless_ones() -> groupwise::Result<()> {
+    // Each user likes different items: the segment's posterior cannot know
+    // what the host knows.
+    let truth = |u: u64, i: u64| 0.01 + 0.4 * ((i * 7 + u * 11) % 40) as f64 / 40.0;
+    // The true probabilities on another scale (logits times 10).
+    let exact = |u: u64, i: u64| {
+        let p = truth(u, i);
+        (10.0 * (p / (1.0 - p)).ln()) as f32
+    };
+    // Scores unrelated to the truth: uniform, from their own seed.
+    let noise: Vec<f32> = {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        (0..20 * 40).map(|_| rng.random()).collect()
+    };
+    let useless = |u: u64, i: u64| noise[(u * 40 + i) as usize];
+    for seed in [1, 2] {
+        let e = learn_with_host(&truth, &exact, seed)?.host_model();
+        let u = learn_with_host(&truth, &useless, seed)?.host_model();
+        // The exact scores get a weight well above 0 (prior: 0 ± 1) and
+        // above the posterior's (measured: c ≈ 0.8, b ≈ 0), and decisions
+        // use it; the useless ones a weight within 4 standard deviations of
+        // 0, which decisions do not use. (Slates show the host's top items
+        // once it is trusted, so the shown scores vary little and c's own
+        // standard deviation stays wide.)
+        assert!(e.c > 0.5 && e.c > e.b, "exact: {e:?}");
+        assert!(e.host_weight() > 0.3, "exact: {e:?}");
+        assert!(u.c.abs() < 4.0 * u.c_sd(), "useless: {u:?}");
+        assert_eq!(u.host_weight(), 0.0, "useless: {u:?}");
+        assert!(e.observations > 5_000.0, "{e:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_learned_blend_changes_nothing_until_the_scores_prove_useful() -> groupwise::Result<()> {
+    // A fresh bandit's weight is 0: with or without host scores, the same
+    // seed gives the same slates, for every policy.
+    let candidates: Vec<u64> = (0..30).collect();
+    let host: Vec<f32> = (0..30).map(|i| (i * 17 % 30) as f32 - 4.0).collect();
+    for policy in Policy::ALL {
+        let with = SlateBandit::new(BanditConfig::default())?;
+        let without = SlateBandit::new(BanditConfig::default())?;
+        for b in [&with, &without] {
+            b.record(Some(0), None, &[(3, 5.0, 20.0), (7, 1.0, 40.0)], None)?;
+        }
+        for _ in 0..20 {
+            let mut req = Request::new(Some(1), Some(0), &candidates, 5);
+            req.policy = policy;
+            let plain = without.decide(&req)?;
+            req.host_scores = Some(&host);
+            assert_eq!(with.decide(&req)?.items, plain.items, "{policy:?}");
+        }
+    }
     Ok(())
 }

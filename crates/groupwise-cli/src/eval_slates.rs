@@ -7,7 +7,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use groupwise::bandit::sim::{simulate, Curve, GroundTruth, SimClicks, SimConfig, Variant};
+use groupwise::bandit::sim::{
+    simulate, Curve, GroundTruth, HostScores, SimClicks, SimConfig, Variant,
+};
+use groupwise::bandit::{BanditConfig, ClickModel, Policy};
 use groupwise::data::{Interactions, InteractionsSpec, UserHistory};
 use groupwise::segments::{SegmentConfig, Segments};
 use groupwise::{Encoder, EncoderOptions};
@@ -58,6 +61,72 @@ pub struct Args {
     /// Also write the report (Markdown) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Send a round's feedback after all its decisions (a host that batches
+    /// its logs), not after each slate.
+    #[arg(long)]
+    pub batched: bool,
+    /// Segment the users with k-means into this many segments instead of
+    /// Leiden communities.
+    #[arg(long)]
+    pub kmeans: Option<usize>,
+    /// Host-score scenarios, each run with every policy: none, exact, noisy
+    /// (true probability plus Gaussian noise of sd --noise), shuffled (each
+    /// user's true probabilities permuted over the items), uniform (U[0, 1]).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub hosts: Vec<String>,
+    /// Standard deviation of the noisy host scores.
+    #[arg(long, default_value_t = 0.1)]
+    pub noise: f64,
+    /// Run only the policies whose name contains one of these (comma
+    /// separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Also run in-slate TS with this bandit configuration (JSON, as the
+    /// `bandit` section of an engine config; repeatable).
+    #[arg(long)]
+    pub extra: Vec<String>,
+    /// Skip the Open Bandit Dataset section.
+    #[arg(long)]
+    pub skip_obd: bool,
+    /// The click model the bandit assumes: true (the simulator's), default
+    /// (the bandit's default, PBM 1/(1+slot)), cascade or pbm.
+    #[arg(long, default_value = "true")]
+    pub bandit_clicks: String,
+}
+
+/// The policies to run: the standard ones (filtered by `--only`) and the
+/// `--extra` configurations.
+fn variants(a: &Args) -> Result<Vec<Variant>, Box<dyn std::error::Error>> {
+    let mut out: Vec<Variant> = Variant::standard()
+        .into_iter()
+        .filter(|v| a.only.is_empty() || a.only.iter().any(|o| v.name.contains(o.as_str())))
+        .collect();
+    for json in &a.extra {
+        let config: BanditConfig = serde_json::from_str(json)
+            .map_err(|e| format!("--extra {json}: not a bandit configuration: {e}"))?;
+        out.push(Variant {
+            name: format!("in-slate TS {json}"),
+            policy: Policy::InSlateThompson,
+            config,
+        });
+    }
+    Ok(out)
+}
+
+fn host_of(name: &str, noise: f64) -> Result<HostScores, Box<dyn std::error::Error>> {
+    Ok(match name {
+        "none" => HostScores::None,
+        "exact" => HostScores::Exact,
+        "noisy" => HostScores::Noisy(noise),
+        "shuffled" => HostScores::Shuffled,
+        "uniform" => HostScores::Uniform,
+        other => {
+            return Err(format!(
+                "unknown host-score scenario {other:?}: use none, exact, noisy, shuffled or uniform"
+            )
+            .into())
+        }
+    })
 }
 
 /// The simulation's inputs: ground truth and each user's segment.
@@ -74,17 +143,23 @@ pub fn movielens_world(
     items: usize,
     rank: usize,
     min_size: usize,
+    kmeans: Option<usize>,
 ) -> Result<World, Box<dyn std::error::Error>> {
     let truth = GroundTruth::from_ratings(histories, items, rank)?;
     let encoder = Encoder::load(paths::model("ml100k-seq.onnx")?, &EncoderOptions::default())?;
     let index = crate::embed::index_histories(&encoder, histories, false)?;
-    let segments = Segments::build(
-        &index,
-        SegmentConfig {
-            min_size,
-            ..Default::default()
-        },
-    )?;
+    let mut config = SegmentConfig {
+        min_size,
+        ..Default::default()
+    };
+    if let Some(k) = kmeans {
+        config.method = groupwise::segments::Method::KMeans {
+            k,
+            max_iter: 100,
+            n_init: 3,
+        };
+    }
+    let segments = Segments::build(&index, config)?;
     let segment_of = truth
         .users
         .iter()
@@ -106,8 +181,12 @@ pub struct Summary {
 }
 
 /// Runs every variant for every seed (in parallel) and summarises.
-pub fn run_all(world: &World, base: &SimConfig, seeds: u64) -> groupwise::Result<Vec<Summary>> {
-    let variants = Variant::standard();
+pub fn run_all(
+    world: &World,
+    base: &SimConfig,
+    seeds: u64,
+    variants: &[Variant],
+) -> groupwise::Result<Vec<Summary>> {
     let jobs: Vec<(usize, u64)> = (0..variants.len())
         .flat_map(|v| (0..seeds).map(move |s| (v, s)))
         .collect();
@@ -161,7 +240,7 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let dir = paths::movielens_dir(a.data_dir.as_deref())?;
     let log = Interactions::load(dir.join("ml-100k.inter"), &InteractionsSpec::movielens())?;
     let histories = log.histories();
-    let world = movielens_world(&histories, a.items, a.rank, a.min_size)?;
+    let world = movielens_world(&histories, a.items, a.rank, a.min_size, a.kmeans)?;
     let clicks = match a.clicks.as_str() {
         "cascade" => SimClicks::Cascade { visible: a.visible },
         "pbm" => SimClicks::Pbm {
@@ -169,18 +248,104 @@ pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         other => return Err(format!("unknown click model {other:?}: use cascade or pbm").into()),
     };
+    let hosts: Vec<HostScores> = a
+        .hosts
+        .iter()
+        .map(|h| host_of(h, a.noise))
+        .collect::<Result<_, _>>()?;
+    let variants = variants(a)?;
     let base = SimConfig {
         slots: a.slots,
         rounds: a.rounds,
         arrival: a.arrival,
         clicks,
         seed: 1,
+        batched: a.batched,
+        host: hosts.first().copied().unwrap_or_default(),
+        assumed_clicks: match a.bandit_clicks.as_str() {
+            "true" => None,
+            "default" => Some(ClickModel::default()),
+            "cascade" => Some(ClickModel::Cascade),
+            "pbm" => Some(ClickModel::Pbm {
+                examination: (0..a.slots).map(|p| 1.0 / (1.0 + p as f64)).collect(),
+            }),
+            other => {
+                return Err(format!(
+                    "unknown --bandit-clicks {other:?}: use true, default, cascade or pbm"
+                )
+                .into())
+            }
+        },
     };
-    let summaries = run_all(&world, &base, a.seeds)?;
+    let summaries = run_all(&world, &base, a.seeds, &variants)?;
     let mut report = render(&world, &base, a, &summaries);
-    let obd = paths::obd_dir(a.obd_dir.as_deref())?;
-    for campaign in ["all", "men", "women"] {
-        report.push_str(&obd_section(&obd, campaign, a.seeds)?);
+    if hosts.len() > 1 {
+        let mut by_host = vec![(base.host, summaries)];
+        for &host in &hosts[1..] {
+            let sim = SimConfig {
+                host,
+                ..base.clone()
+            };
+            by_host.push((host, run_all(&world, &sim, a.seeds, &variants)?));
+        }
+        report.push_str(&render_hosts(&by_host));
+        // The curves below are the first scenario's.
+        let first = by_host.swap_remove(0);
+        return finish(a, report, &first.1);
+    }
+    finish(a, report, &summaries)
+}
+
+/// Regret after the last round per policy and host-score scenario, with
+/// the change against the first scenario.
+fn render_hosts(by_host: &[(HostScores, Vec<Summary>)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### Host scores\n\nRegret after the last round (± sd over seeds) with the host's scores sent with every request, and its change against {}.\n",
+        by_host[0].0.name()
+    );
+    let _ = write!(s, "| policy |");
+    for (h, _) in by_host {
+        let _ = write!(s, " {} |", h.name());
+    }
+    let _ = write!(s, "\n|---|");
+    for _ in by_host {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s);
+    for (v, first) in by_host[0].1.iter().enumerate() {
+        let reference = first.regret.last().copied().unwrap_or(0.0);
+        let _ = write!(s, "| {} |", first.name);
+        for (i, (_, summaries)) in by_host.iter().enumerate() {
+            let m = &summaries[v];
+            let r = m.regret.last().copied().unwrap_or(0.0);
+            let sd = m.regret_sd.last().copied().unwrap_or(0.0);
+            if i == 0 {
+                let _ = write!(s, " {r:.0} ± {sd:.0} |");
+            } else {
+                let _ = write!(
+                    s,
+                    " {r:.0} ± {sd:.0} ({:+.1} %) |",
+                    100.0 * (r / reference.max(1e-12) - 1.0)
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn finish(
+    a: &Args,
+    mut report: String,
+    summaries: &[Summary],
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !a.skip_obd {
+        let obd = paths::obd_dir(a.obd_dir.as_deref())?;
+        for campaign in ["all", "men", "women"] {
+            report.push_str(&obd_section(&obd, campaign, a.seeds)?);
+        }
     }
     print!("{report}");
     let x: Vec<f64> = (1..=a.rounds).map(|r| r as f64).collect();
@@ -228,14 +393,17 @@ fn render(world: &World, base: &SimConfig, a: &Args, summaries: &[Summary]) -> S
         / world.truth.attractiveness.len().max(1) as f64;
     let _ = writeln!(
         s,
-        "## Slates on MovieLens 100K (simulated carousel)\n\n{users} users in {} segments, {} candidate movies, {} slots, {} clicks, {} rounds with arrival {}, {} seeds; mean true click probability {:.3}.\n",
+        "## Slates on MovieLens 100K (simulated carousel)\n\n{users} users in {} segments, {} candidate movies, {} slots, {} clicks (the bandit assumes {}), {} rounds with arrival {}{}, {} seeds, host scores {}; mean true click probability {:.3}.\n",
         world.segments,
         world.truth.items.len(),
         base.slots,
         a.clicks,
+        a.bandit_clicks,
         base.rounds,
         base.arrival,
+        if base.batched { " (feedback batched per round)" } else { "" },
         a.seeds,
+        base.host.name(),
         mean_p
     );
     let quarter = (base.rounds / 4).max(1);

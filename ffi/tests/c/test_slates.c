@@ -15,7 +15,10 @@
  *   - a NaN host score is GW_ERR_NON_FINITE; a segment the engine does not
  *     serve is GW_ERR_UNKNOWN_SEGMENT and is not counted;
  *   - the engine counters (upserts, deletes, lookalikes, snapshots) survive
- *     a save and load.
+ *     a save and load;
+ *   - gw_engine_posterior reads back each level's Beta parameters (known
+ *     answers after known feedback), refuses unknown segments and writes
+ *     nothing on failure.
  *
  * Built and run by scripts/c-tests (plain, with ASan/UBSan, under valgrind).
  */
@@ -418,6 +421,79 @@ static void test_engine_counters_survive_a_reload(void) {
     gw_engine_free(e);
 }
 
+static bool close_to(double a, double b) { return fabs(a - b) < 1e-9; }
+
+static void test_posterior_read_out(void) {
+    /* Cascade clicks, base prior Beta(1, 49), no pooling between segments. */
+    gw_engine *e = open_json(
+        "{\"dim\": 8, \"segments\": {\"min_size\": 20}, "
+        "\"bandit\": {\"click_model\": \"Cascade\", \"pooling_strength\": 0}}");
+    fill(e, N_USERS);
+    size_t n_segments = 0;
+    CHECK_RESULT(gw_engine_build_segments(e, &n_segments), GW_OK);
+    uint32_t seg = UINT32_MAX;
+    CHECK_RESULT(gw_engine_segment_of(e, 5, &seg), GW_OK);
+    CHECK(seg != UINT32_MAX);
+
+    /* Nothing learned: every level is the base prior; no user level. */
+    gw_posterior p;
+    memset(&p, 0, sizeof p);
+    CHECK_RESULT(gw_engine_posterior(e, 100, 0, false, 5, true, NULL, &p), GW_OK);
+    CHECK(p.pooled.used && p.segment.used && !p.user.used);
+    CHECK(close_to(p.alpha, 1.0) && close_to(p.beta, 49.0) && close_to(p.mean, 0.02));
+    CHECK(close_to(p.blended, 0.02) && close_to(p.host_b, 1.0) && p.host_c == 0.0);
+
+    /* User 5 is shown item 100 alone and clicks: one success at every level. */
+    uint64_t cands[1] = {100};
+    gw_slate_request r = request(cands, 1, 1);
+    r.user = 5;
+    r.has_user = true;
+    uint64_t items[1];
+    double scores[1];
+    size_t len = 0;
+    uint64_t decision = S_U64;
+    CHECK_RESULT(gw_engine_decide(e, &r, items, scores, 1, &len, &decision), GW_OK);
+    size_t click[1] = {0};
+    CHECK_RESULT(gw_engine_feedback(e, decision, click, 1, GW_ALL_VISIBLE, NULL), GW_OK);
+    CHECK_RESULT(gw_engine_posterior(e, 100, 0, false, 5, true, NULL, &p), GW_OK);
+    CHECK(close_to(p.pooled.successes, 1.0) && close_to(p.pooled.alpha, 2.0));
+    CHECK(close_to(p.segment.prior_alpha, 1.0) && close_to(p.segment.prior_beta, 49.0));
+    CHECK(close_to(p.segment.alpha, 2.0) && close_to(p.segment.beta, 49.0));
+    /* The user level: the segment without the user's click, Beta(1, 49),
+     * gives way by 1 / 0.02 = 50 pseudo-counts to the click, down to
+     * user_strength 20: Beta(0.4, 19.6) plus the click. */
+    CHECK(p.user.used && close_to(p.user.successes, 1.0) && close_to(p.user.failures, 0.0));
+    CHECK(close_to(p.user.prior_alpha, 0.4) && close_to(p.user.prior_beta, 19.6));
+    CHECK(close_to(p.alpha, 1.4) && close_to(p.beta, 19.6) && close_to(p.mean, 1.4 / 21.0));
+    /* Another user of the segment gets the segment's posterior. */
+    uint64_t other = 6;
+    uint32_t other_seg = UINT32_MAX;
+    for (; other < N_USERS; other++) {
+        CHECK_RESULT(gw_engine_segment_of(e, other, &other_seg), GW_OK);
+        if (other_seg == seg) break;
+    }
+    CHECK(other_seg == seg);
+    CHECK_RESULT(gw_engine_posterior(e, 100, seg, true, other, true, NULL, &p), GW_OK);
+    CHECK(!p.user.used && close_to(p.alpha, 2.0) && close_to(p.beta, 49.0));
+
+    /* Unknown segment, NULL output, bad clock: refused, *out untouched. */
+    memset(&p, 0x5A, sizeof p);
+    gw_posterior before = p;
+    CHECK_FAILS(gw_engine_posterior(e, 100, 4242, true, 5, true, NULL, &p),
+                GW_ERR_UNKNOWN_SEGMENT, "segment 4242");
+    double bad_now = NAN;
+    CHECK_FAILS(gw_engine_posterior(e, 100, 0, false, 5, true, &bad_now, &p),
+                GW_ERR_INVALID_ARGUMENT, "now");
+    CHECK(memcmp(&p, &before, sizeof p) == 0);
+    CHECK_FAILS(gw_engine_posterior(e, 100, 0, false, 5, true, NULL, NULL),
+                GW_ERR_NULL_ARGUMENT, "out");
+    CHECK_FAILS(gw_engine_posterior(NULL, 100, 0, false, 5, true, NULL, &p),
+                GW_ERR_NULL_ARGUMENT, "engine");
+    /* Read-outs are not decisions. */
+    CHECK(stats_of(e).decisions == 1);
+    gw_engine_free(e);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gw-test-slates-XXXXXX");
     if (mkdtemp(tmpdir) == NULL) {
@@ -431,6 +507,7 @@ int main(void) {
     test_slate_sizes_and_candidates_are_capped();
     test_non_finite_scores_and_unknown_segments();
     test_engine_counters_survive_a_reload();
+    test_posterior_read_out();
     if (rmdir(tmpdir) != 0) {
         perror("rmdir");
         CHECK(0);

@@ -11,15 +11,29 @@
 //!    (`prior_alpha`, `prior_beta`) — or, when items have categories, from the
 //!    category's pooled mean at `category_strength` pseudo-counts, so new items
 //!    borrow from their category;
-//! 2. **segment**: the other segments' pooled mean at `pooling_strength`
-//!    pseudo-counts (never more than their evidence), plus the segment's own
-//!    counts, so a new segment or item is not flat (empirical-Bayes partial
-//!    pooling);
-//! 3. **user**: the segment's mean at `user_strength` pseudo-counts (never more
-//!    than the segment's evidence), plus the user's own counts: a user with no
-//!    data gets the segment; their own clicks take over as they accumulate.
-//!    (The segment's counts include the user's; with a segment of many users
-//!    the double count is negligible and it is bounded by `user_strength`.)
+//! 2. **segment**: the pooled level's prior at its full strength plus the
+//!    *other* segments' counts scaled down to at most `pooling_strength`
+//!    observations ([`Pooling::Evidence`]; [`Pooling::Mean`] instead puts
+//!    their pooled mean at `pooling_strength` pseudo-counts), plus the
+//!    segment's own counts, so a new segment or item is not flat
+//!    (empirical-Bayes partial pooling) and a pessimistic base prior keeps
+//!    its strength in every segment;
+//! 3. **user**: the segment's posterior *without the user's own counts*
+//!    (mean `m`, strength `S`) is the user's prior, plus the user's counts.
+//!    A user with no data of their own gets exactly the segment's posterior.
+//!    As their evidence grows, the prior's strength gives way: each click
+//!    takes `1 / m` pseudo-counts off it and each non-click `1 / (1 − m)`,
+//!    down to `min(user_strength, S)`, so their own clicks take over.
+//!
+//!    That rate is the fastest that keeps **exposure monotone**: a click
+//!    never lowers the item's α nor raises its β, a non-click never raises α
+//!    nor lowers β, so the user's posterior of the item moves in the
+//!    likelihood-ratio order, in the direction of the evidence. Every policy
+//!    then shows the item to that user at least as often after a click and
+//!    at most as often after a non-click (the other items' posteriors for
+//!    the user do not change). A bandit never rewards a non-click. (The
+//!    guarantee is about the item's own evidence; with item categories, a
+//!    non-click also lowers the prior of the item's category mates.)
 //!
 //! [`Hierarchy`] selects all three levels (default), segment only, or user
 //! only (per-user Thompson sampling on the base prior).
@@ -79,6 +93,7 @@
 
 pub mod beta;
 pub mod click;
+pub mod host;
 mod select;
 pub mod sim;
 mod state;
@@ -103,7 +118,8 @@ pub use state::{BanditState, Delta};
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_STATE_ENTRIES, MAX_STRENGTH, MAX_USER_ITEMS};
 use crate::segments::SegmentId;
-use select::{choose, Arm};
+use host::HostModel;
+use select::{choose, logit, Arm, Mix};
 
 /// The most slots a slate may have ([`Request::slate_size`]); larger
 /// requests are refused with an error naming `slate_size`.
@@ -145,10 +161,41 @@ pub enum Hierarchy {
     UserOnly,
 }
 
+/// How a segment's prior borrows from the other segments (see
+/// [`BanditConfig::pooling_strength`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Pooling {
+    /// The base prior (or the category's) at its full strength, plus the
+    /// other segments' counts scaled down to at most `pooling_strength`
+    /// observations (default): a pessimistic Beta(1, 99) stays 100
+    /// pseudo-counts strong in every segment, so an item must earn its
+    /// exposure there too.
+    #[default]
+    Evidence,
+    /// The other segments' pooled posterior mean at `pooling_strength`
+    /// pseudo-counts (the behaviour before this setting existed): the base
+    /// prior reaches a segment only through that mean, so its strength is
+    /// lost.
+    Mean,
+}
+
 /// How host scores combine with the engine's posterior.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Blend {
+    /// Learns from the feedback how much the host's scores predict clicks
+    /// beyond the posterior, and on what scale (the default; see
+    /// [`host`] for the model): a value is `b · logit(draw) + c · z`, with
+    /// `z` the score standardised within the request and `b`, `c` fitted
+    /// online. Scores may be on any scale (any finite values).
+    Learned {
+        /// Prior standard deviation of the weight `c`, in logit units per
+        /// standard deviation of the scores (in (0, 100]; default 1).
+        prior_sd: f64,
+        /// Observations after which an old observation's weight in the fit
+        /// halves (in [1, 10^12]; default 20,000).
+        memory: f64,
+    },
     /// `w = w_min + (w_max − w_min) · n / (n + n_half)` on the posterior draw,
     /// `1 − w` on the host score; `n` = the user's recorded evidence.
     Evidence {
@@ -173,10 +220,9 @@ pub enum Blend {
 
 impl Default for Blend {
     fn default() -> Self {
-        Blend::Evidence {
-            w_min: 0.3,
-            w_max: 0.9,
-            n_half: 20.0,
+        Blend::Learned {
+            prior_sd: 1.0,
+            memory: 20_000.0,
         }
     }
 }
@@ -188,16 +234,25 @@ impl Default for Blend {
 pub struct BanditConfig {
     /// Base prior α (default 1: with β = 1, flat; > 0).
     pub prior_alpha: f64,
-    /// Base prior β (default 1; 99 gives Deezer's pessimistic Beta(1, 99); > 0).
+    /// Base prior β (default 49: a pessimistic Beta(1, 49), mean 0.02; 1
+    /// gives a flat prior, 99 Deezer's Beta(1, 99); > 0). The default was
+    /// chosen in `groupwise eval slates` (EVALUATION.md): on the MovieLens
+    /// carousel (mean click probability 0.1) Beta(1, 49) had the least
+    /// regret under cascade and PBM clicks; a catalogue with far lower
+    /// click rates wants a larger β (an item must earn its exposure).
     pub prior_beta: f64,
-    /// Pseudo-counts of the pooled mean in a segment's prior (default 10;
-    /// ≥ 0; 0 disables pooling: segments start from the base prior).
+    /// The most the other segments' evidence weighs in a segment's prior, in
+    /// observations (default 10; ≥ 0; 0 disables pooling: segments start
+    /// from the base prior); see [`Pooling`].
     pub pooling_strength: f64,
     /// Pseudo-counts of the category's mean in an item's pooled prior
     /// (default 10; ≥ 0; used for items with a category, see
     /// [`SlateBandit::set_item_categories`]).
     pub category_strength: f64,
-    /// Pseudo-counts of the segment's mean in a user's prior (default 20; ≥ 0).
+    /// Pseudo-counts of the segment's mean that a user's prior keeps however
+    /// much evidence the user has (default 20; ≥ 0). A user's prior starts
+    /// as the segment's posterior and gives way to the user's counts down to
+    /// this strength (see the module docs).
     pub user_strength: f64,
     /// Levels used (default all three).
     pub hierarchy: Hierarchy,
@@ -215,7 +270,7 @@ pub struct BanditConfig {
     /// Decisions awaiting feedback (default 1,000,000; oldest evicted;
     /// 1..=[`MAX_STATE_ENTRIES`]).
     pub max_pending: usize,
-    /// Host-score blending (default [`Blend::Evidence`]).
+    /// Host-score blending (default [`Blend::Learned`]).
     pub blend: Blend,
     /// Skip candidates that cannot win a slot (default true; see the
     /// selection notes — exact up to a measured ~10⁻⁶ error per candidate).
@@ -234,13 +289,17 @@ pub struct BanditConfig {
     /// with distinct ids never issue the same decision id.
     #[serde(default)]
     pub replica_id: u64,
+    /// How a segment's prior borrows from the other segments (default
+    /// [`Pooling::Evidence`]).
+    #[serde(default)]
+    pub pooling: Pooling,
 }
 
 impl Default for BanditConfig {
     fn default() -> Self {
         BanditConfig {
             prior_alpha: 1.0,
-            prior_beta: 1.0,
+            prior_beta: 49.0,
             pooling_strength: 10.0,
             category_strength: 10.0,
             user_strength: 20.0,
@@ -255,6 +314,7 @@ impl Default for BanditConfig {
             seed: 42,
             record_deltas: false,
             replica_id: 0,
+            pooling: Pooling::Evidence,
         }
     }
 }
@@ -297,6 +357,10 @@ impl BanditConfig {
                 strength("bandit.blend.Evidence.n_half", n_half, true)?;
             }
             Blend::Fixed(w) => limits::probability("bandit.blend.Fixed", w)?,
+            Blend::Learned { prior_sd, memory } => {
+                limits::real("bandit.blend.Learned.prior_sd", prior_sd, 0.0, true, 100.0)?;
+                limits::real("bandit.blend.Learned.memory", memory, 1.0, false, 1e12)?;
+            }
             Blend::PriorMean { strength: s } => {
                 strength("bandit.blend.PriorMean.strength", s, true)?
             }
@@ -320,9 +384,10 @@ pub struct Request<'a> {
     /// Slots to fill, `1..=`[`MAX_SLATE_SIZE`] (fewer if fewer candidates
     /// remain).
     pub slate_size: usize,
-    /// The host's per-user score of each candidate (click probabilities in
-    /// [0, 1], aligned with `candidates`; NaN or infinity is
-    /// [`Error::NonFinite`]).
+    /// The host's per-user score of each candidate, aligned with
+    /// `candidates` (NaN or infinity is [`Error::NonFinite`]). With
+    /// [`Blend::Learned`] (the default) any finite values, on any scale;
+    /// with the other blends click probabilities in [0, 1].
     pub host_scores: Option<&'a [f32]>,
     /// How to choose.
     pub policy: Policy,
@@ -359,7 +424,9 @@ pub struct Decision {
     pub id: u64,
     /// Items in slot order (at least one).
     pub items: Vec<u64>,
-    /// The value each slot used (blended draw, or mean for greedy/random).
+    /// The value each slot used (blended draw, or mean for greedy/random;
+    /// with [`Blend::Learned`] and host scores, the blended click
+    /// probability `σ(logit(draw) + a + c · z)`).
     pub scores: Vec<f64>,
 }
 
@@ -472,6 +539,11 @@ struct Pending {
     user: Option<u64>,
     segment: Option<SegmentId>,
     items: Vec<u64>,
+    /// Per slot, what the learned blend fits on: the logit of the item's
+    /// posterior mean and its standardised host score (only with
+    /// [`Blend::Learned`] and host scores).
+    #[serde(default)]
+    host: Option<Vec<(f32, f32)>>,
 }
 
 #[derive(Debug, Default)]
@@ -585,6 +657,12 @@ pub struct SlateBandit {
     last_sequence: AtomicU64,
     counters: Counters,
     replication: state::Replication,
+    /// The learned blend's fit (updated in feedback).
+    host_model: Mutex<HostModel>,
+    /// The weights decisions use, `a`, `b` (at least [`host::MIN_B`]) and
+    /// the shrunk `c` ([`HostModel::host_weight`]), as `f64` bits, read
+    /// without a lock.
+    host_params: [AtomicU64; 3],
 }
 
 impl std::fmt::Debug for SlateBandit {
@@ -604,6 +682,15 @@ struct Levels<'a> {
     user: Option<&'a UserState>,
 }
 
+/// The prior standard deviation of the learned blend's weight (1 for the
+/// other blends, whose model is kept but unused).
+fn config_prior_sd(config: &BanditConfig) -> f64 {
+    match config.blend {
+        Blend::Learned { prior_sd, .. } => prior_sd,
+        _ => 1.0,
+    }
+}
+
 /// A replica id must fit the low [`REPLICA_BITS`] bits of a decision id.
 pub(crate) fn check_replica_id(key: &str, id: u64) -> Result<()> {
     if id <= MAX_REPLICA_ID {
@@ -618,12 +705,80 @@ pub(crate) fn check_replica_id(key: &str, id: u64) -> Result<()> {
     ))
 }
 
+/// The user level (see the module docs): the segment's posterior without
+/// the user's own counts (leave-one-out: mean `m`, strength `S`) becomes the
+/// user's prior, at a strength that gives way to the user's evidence at the
+/// fastest rate that keeps exposure monotone — each click takes `1 / m`
+/// pseudo-counts off it, each non-click `1 / (1 − m)` — down to
+/// `min(user_strength, S)`; then the user's counts are added.
+///
+/// Why this rate: a click then never lowers α nor raises β, and a non-click
+/// never raises α nor lowers β, so the item's posterior for the user moves
+/// in the likelihood-ratio order in the direction of the evidence, and every
+/// policy's chance of showing the item moves with it. A user with no counts
+/// gets exactly the segment's posterior.
+fn user_prior(segment_post: Beta, user: &Counts, user_strength: f64) -> Beta {
+    if user.total() == 0.0 {
+        return segment_post;
+    }
+    // The segment's counts include the user's (when they were recorded in
+    // this segment): take them out so they count once.
+    let rest = Beta::new(
+        segment_post.alpha - user.successes,
+        segment_post.beta - user.failures,
+    );
+    let (m, strength) = (rest.mean(), rest.strength());
+    let given = user.successes / m + user.failures / (1.0 - m);
+    let kappa = (strength - given).max(user_strength.min(strength));
+    Beta::with_mean(m, kappa)
+}
+
+/// What one level of the hierarchy contributes to a posterior: its prior
+/// (handed down by the level above, see the module docs), its own counts,
+/// and the posterior they make.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// The level's prior.
+    pub prior: Beta,
+    /// The level's own counts (decayed to the time asked).
+    pub counts: Counts,
+    /// `prior` plus `counts`.
+    pub posterior: Beta,
+}
+
+impl Level {
+    #[inline]
+    fn new(prior: Beta, counts: Counts) -> Self {
+        Level {
+            prior,
+            counts,
+            posterior: prior.plus(&counts),
+        }
+    }
+}
+
+/// An item's posterior for a segment and a user, level by level (see
+/// [`SlateBandit::explain`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Readout {
+    /// Pooled over all segments (`None` with [`Hierarchy::UserOnly`]).
+    pub pooled: Option<Level>,
+    /// The segment's level (`None` without a segment, or with
+    /// [`Hierarchy::UserOnly`]).
+    pub segment: Option<Level>,
+    /// The user's level (`None` without a user, for a user with no counts
+    /// of the item, or with [`Hierarchy::SegmentOnly`]: then the level
+    /// above is the posterior).
+    pub user: Option<Level>,
+    /// The posterior decisions draw from: the lowest level's.
+    pub posterior: Beta,
+}
+
 impl SlateBandit {
     /// A bandit with no data.
     pub fn new(config: BanditConfig) -> Result<Self> {
         config.validate()?;
         Ok(SlateBandit {
-            config,
             items: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::default()))
                 .collect(),
@@ -639,7 +794,31 @@ impl SlateBandit {
             last_sequence: AtomicU64::new(0),
             counters: Counters::default(),
             replication: state::Replication::default(),
+            host_model: Mutex::new(HostModel::new(config_prior_sd(&config))),
+            host_params: [
+                AtomicU64::new(0),
+                AtomicU64::new(1f64.to_bits()),
+                AtomicU64::new(0),
+            ],
+            config,
         })
+    }
+
+    /// The learned blend's fit (the prior when it has seen nothing).
+    pub fn host_model(&self) -> HostModel {
+        *self.host_model.lock()
+    }
+
+    /// Replaces the learned blend's fit (restoring a state).
+    fn set_host_model(&self, model: HostModel) {
+        *self.host_model.lock() = model;
+        self.publish_host(&model);
+    }
+
+    fn publish_host(&self, model: &HostModel) {
+        self.host_params[0].store(model.a.to_bits(), Ordering::Relaxed);
+        self.host_params[1].store(model.posterior_weight().to_bits(), Ordering::Relaxed);
+        self.host_params[2].store(model.host_weight().to_bits(), Ordering::Relaxed);
     }
 
     /// The configuration.
@@ -709,7 +888,8 @@ impl SlateBandit {
                     position,
                 });
             }
-            if let Some(p) = h.iter().position(|x| !(0.0..=1.0).contains(x)) {
+            let learned = matches!(self.config.blend, Blend::Learned { .. });
+            if let Some(p) = h.iter().position(|x| !learned && !(0.0..=1.0).contains(x)) {
                 return Err(Error::invalid(
                     "host_scores",
                     format!(
@@ -756,11 +936,28 @@ impl SlateBandit {
         let mut rng =
             SmallRng::seed_from_u64(self.config.seed ^ ordinal.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let now = request.now.unwrap_or(f64::NEG_INFINITY);
-        let (arms, w) = self.with_levels(request.user, |levels| {
-            let w = self.weight(levels, now, request.host_scores.is_some());
+        // The learned blend: standardised scores and the current fit.
+        let learned = match (self.config.blend, request.host_scores) {
+            (Blend::Learned { .. }, Some(h)) => {
+                let param = |i: usize| f64::from_bits(self.host_params[i].load(Ordering::Relaxed));
+                Some((
+                    host::standardize(h, &eligible),
+                    param(0),
+                    param(1),
+                    param(2),
+                ))
+            }
+            _ => None,
+        };
+        let (arms, mix) = self.with_levels(request.user, |levels| {
+            let mix = match learned {
+                Some((_, _, b, _)) => Mix::Logit(b),
+                None => Mix::Linear(self.weight(levels, now, request.host_scores.is_some())),
+            };
             let arms: Vec<Arm> = eligible
                 .iter()
-                .map(|&i| {
+                .enumerate()
+                .map(|(k, &i)| {
                     let host = request.host_scores.map(|h| f64::from(h[i]));
                     Arm {
                         posterior: self.posterior(
@@ -770,20 +967,21 @@ impl SlateBandit {
                             now,
                             host,
                         ),
-                        host: match self.config.blend {
-                            Blend::PriorMean { .. } => 0.0,
-                            _ => host.unwrap_or(0.0),
+                        host: match (&learned, self.config.blend) {
+                            (Some((z, _, _, c)), _) => c * z[k],
+                            (None, Blend::PriorMean { .. } | Blend::Learned { .. }) => 0.0,
+                            (None, _) => host.unwrap_or(0.0),
                         },
                     }
                 })
                 .collect();
-            (arms, w)
+            (arms, mix)
         });
         let chosen = choose(
             request.policy,
             &arms,
             request.slate_size,
-            w,
+            mix,
             self.config.prune,
             &mut rng,
         );
@@ -791,13 +989,25 @@ impl SlateBandit {
             .iter()
             .map(|&(a, _)| request.candidates[eligible[a]])
             .collect();
-        let scores: Vec<f64> = chosen.iter().map(|&(_, v)| v).collect();
+        let (scores, host) = match &learned {
+            Some((z, a, _, _)) => (
+                chosen.iter().map(|&(_, v)| host::sigmoid(v + a)).collect(),
+                Some(
+                    chosen
+                        .iter()
+                        .map(|&(k, _)| (logit(arms[k].posterior.mean()) as f32, z[k] as f32))
+                        .collect(),
+                ),
+            ),
+            None => (chosen.iter().map(|&(_, v)| v).collect(), None),
+        };
         self.remember(
             id,
             Pending {
                 user: request.user,
                 segment: request.segment,
                 items: items.clone(),
+                host,
             },
         );
         Ok(Decision { id, items, scores })
@@ -835,7 +1045,7 @@ impl SlateBandit {
         }
         match self.config.blend {
             Blend::Fixed(w) => w,
-            Blend::PriorMean { .. } => 1.0,
+            Blend::PriorMean { .. } | Blend::Learned { .. } => 1.0,
             Blend::Evidence {
                 w_min,
                 w_max,
@@ -850,6 +1060,7 @@ impl SlateBandit {
     }
 
     /// The posterior of `item` for this request (see the module docs).
+    #[inline]
     fn posterior(
         &self,
         levels: &Levels<'_>,
@@ -858,16 +1069,36 @@ impl SlateBandit {
         now: f64,
         host: Option<f64>,
     ) -> Beta {
+        self.readout(levels, segment, item, now, host).posterior
+    }
+
+    /// Every level of `item`'s posterior for this request (see the module
+    /// docs); [`posterior`](Self::posterior) is its last line.
+    #[inline]
+    fn readout(
+        &self,
+        levels: &Levels<'_>,
+        segment: Option<SegmentId>,
+        item: u64,
+        now: f64,
+        host: Option<f64>,
+    ) -> Readout {
         let c = &self.config;
         let h = c.half_life;
         let base = Beta::new(c.prior_alpha, c.prior_beta);
         let user_counts = levels
             .user
             .and_then(|u| u.items.get(&item))
-            .map(|x| x.at(now, h))
-            .unwrap_or_default();
+            .map(|x| x.at(now, h));
         if c.hierarchy == Hierarchy::UserOnly {
-            return base.plus(&user_counts);
+            let counts = user_counts.unwrap_or_default();
+            let user = Level::new(base, counts);
+            return Readout {
+                pooled: None,
+                segment: None,
+                posterior: user.posterior,
+                user: Some(user),
+            };
         }
         // Level 1: pooled, from the host's prior, the category's, or the base.
         let top = match (c.blend, host) {
@@ -890,39 +1121,57 @@ impl SlateBandit {
         };
         let entry = levels.items[shard_of(item)].get(&item);
         let pooled_counts = entry.map(|e| e.pooled.at(now, h)).unwrap_or_default();
+        let pooled = Level::new(top, pooled_counts);
         // Level 2: segment. Its prior is the pooled posterior of the *other*
         // segments (leave-one-out), so a segment's own clicks count once.
-        let segment_post = match segment {
-            Some(s) => {
-                let counts = entry
-                    .and_then(|e| e.segment(s))
-                    .map(|x| x.at(now, h))
-                    .unwrap_or_default();
-                let others = Counts {
-                    successes: (pooled_counts.successes - counts.successes).max(0.0),
-                    failures: (pooled_counts.failures - counts.failures).max(0.0),
-                    time: pooled_counts.time,
-                };
-                let pooled = top.plus(&others);
-                let prior = if c.pooling_strength > 0.0 {
+        let segment_level = segment.map(|s| {
+            let counts = entry
+                .and_then(|e| e.segment(s))
+                .map(|x| x.at(now, h))
+                .unwrap_or_default();
+            let others = Counts {
+                successes: (pooled_counts.successes - counts.successes).max(0.0),
+                failures: (pooled_counts.failures - counts.failures).max(0.0),
+                time: pooled_counts.time,
+            };
+            let prior = match c.pooling {
+                Pooling::Evidence => {
+                    // The others' evidence, scaled down to at most
+                    // `pooling_strength` observations, on the full prior.
+                    let n = others.total();
+                    let r = if n > 0.0 {
+                        (c.pooling_strength / n).min(1.0)
+                    } else {
+                        0.0
+                    };
+                    top.plus(&Counts {
+                        successes: others.successes * r,
+                        failures: others.failures * r,
+                        time: others.time,
+                    })
+                }
+                Pooling::Mean if c.pooling_strength > 0.0 => {
+                    let pooled = top.plus(&others);
                     Beta::with_mean(pooled.mean(), c.pooling_strength.min(pooled.strength()))
-                } else {
-                    top
-                };
-                prior.plus(&counts)
+                }
+                Pooling::Mean => top,
+            };
+            Level::new(prior, counts)
+        });
+        let segment_post = segment_level.map_or(pooled.posterior, |l| l.posterior);
+        let user = match user_counts {
+            Some(counts) if c.hierarchy == Hierarchy::Full => {
+                let prior = user_prior(segment_post, &counts, c.user_strength);
+                Some(Level::new(prior, counts))
             }
-            None => top.plus(&pooled_counts),
+            _ => None,
         };
-        if c.hierarchy == Hierarchy::SegmentOnly || user_counts.total() == 0.0 {
-            // A user without data of their own gets the segment's posterior.
-            return segment_post;
+        Readout {
+            posterior: user.map_or(segment_post, |l| l.posterior),
+            pooled: Some(pooled),
+            segment: segment_level,
+            user,
         }
-        // Level 3: user.
-        let prior = Beta::with_mean(
-            segment_post.mean(),
-            c.user_strength.min(segment_post.strength()),
-        );
-        prior.plus(&user_counts)
     }
 
     fn remember(&self, id: u64, pending: Pending) {
@@ -983,9 +1232,9 @@ impl SlateBandit {
         let observations: Vec<(u64, f64, f64)> = pending
             .items
             .iter()
-            .zip(updates)
+            .zip(&updates)
             .filter(|(_, (s, f))| s + f > 0.0)
-            .map(|(&item, (s, f))| (item, s, f))
+            .map(|(&item, &(s, f))| (item, s, f))
             .collect();
         self.apply(
             pending.segment,
@@ -993,6 +1242,15 @@ impl SlateBandit {
             &observations,
             feedback.now.unwrap_or(f64::NEG_INFINITY),
         );
+        if let (Some(features), Blend::Learned { prior_sd, memory }) =
+            (&pending.host, self.config.blend)
+        {
+            let mut model = self.host_model.lock();
+            for (&(offset, z), &(s, f)) in features.iter().zip(&updates) {
+                model.update(f64::from(offset), f64::from(z), s, f, prior_sd, memory);
+            }
+            self.publish_host(&model);
+        }
         self.counters.applied.fetch_add(1, Ordering::Relaxed);
         if self.config.record_deltas {
             self.replication
@@ -1154,6 +1412,27 @@ impl SlateBandit {
         self.with_levels(user, |levels| {
             self.posterior(levels, segment, item, f64::NEG_INFINITY, None)
         })
+    }
+
+    /// What `item`'s posterior for `user` in `segment` is made of: each
+    /// level's prior, counts and posterior, and the posterior decisions draw
+    /// from (without host scores; [`host_model`](Self::host_model) gives
+    /// the learned blend's weights). `now` (host clock, seconds) decays the
+    /// counts as a decision at that time would.
+    pub fn explain(
+        &self,
+        segment: Option<SegmentId>,
+        user: Option<u64>,
+        item: u64,
+        now: Option<f64>,
+    ) -> Result<Readout> {
+        if now.is_some_and(|t| !t.is_finite()) {
+            return Err(Error::invalid("now", "must be finite"));
+        }
+        let now = now.unwrap_or(f64::NEG_INFINITY);
+        Ok(self.with_levels(user, |levels| {
+            self.readout(levels, segment, item, now, None)
+        }))
     }
 
     /// Runs `f` with read access to the levels a request for `user` needs:

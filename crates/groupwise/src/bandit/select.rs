@@ -17,6 +17,14 @@
 //! the exhaustive policy's (total variation within the test's own sampling
 //! noise, 0.012). With concentrated posteriors only a handful of candidates
 //! are drawn per slot.
+//!
+//! **Ties.** Whenever two candidates have the same value for a slot (greedy
+//! on equal posterior means, or equal host scores that decide a slot), the
+//! slot goes to the one ranked first by a random order drawn afresh for
+//! every decision from its seeded generator — never to the one listed first.
+//! So tied candidates share the slots evenly (a greedy policy does not
+//! sweep the catalogue in the host's order), and the same seed and ordinal
+//! still give the same slate.
 
 use rand::seq::index::sample;
 use rand::Rng;
@@ -34,7 +42,8 @@ pub enum Policy {
     InSlateThompson,
     /// One draw per candidate; the top `k` fill the slate.
     Thompson,
-    /// Posterior means; the top `k` fill the slate.
+    /// Posterior means; the top `k` fill the slate. Equal means are ordered
+    /// at random (seeded, per decision), not by candidate order.
     Greedy,
     /// Uniformly random items (for logging and evaluation).
     Random,
@@ -64,28 +73,61 @@ impl Policy {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arm {
     pub posterior: Beta,
-    /// The host's score (0 when there is none; then `w` is 1).
+    /// The host term of its value (see [`Mix`]; 0 without host scores).
     pub host: f64,
 }
 
+/// How a candidate's value combines a posterior draw (or mean) `x` with its
+/// host term. Both forms increase with `x`, so the pruning bound of a value
+/// is the value of the posterior's bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Mix {
+    /// `w · x + (1 − w) · host`.
+    Linear(f64),
+    /// `b · logit(x) + host`, `b > 0`: `host` is the learned blend's
+    /// `c · z` (see [`super::host`]).
+    Logit(f64),
+}
+
+impl Mix {
+    #[inline]
+    fn value(self, x: f64, host: f64) -> f64 {
+        match self {
+            Mix::Linear(w) => w * x + (1.0 - w) * host,
+            Mix::Logit(b) => b * logit(x) + host,
+        }
+    }
+}
+
+/// `ln(x / (1 − x))`, with `x` kept inside [10⁻¹², 1 − 10⁻¹²] so values are
+/// finite.
+#[inline]
+pub(crate) fn logit(x: f64) -> f64 {
+    let x = x.clamp(1e-12, 1.0 - 1e-12);
+    (x / (1.0 - x)).ln()
+}
+
 /// Picks `k` of `arms` (indices, slot order) with the value each slot used.
-/// `w` is the weight of the posterior against the host score.
+/// `mix` combines the posterior with the host term.
 pub(crate) fn choose<R: Rng + ?Sized>(
     policy: Policy,
     arms: &[Arm],
     k: usize,
-    w: f64,
+    mix: Mix,
     prune: bool,
     rng: &mut R,
 ) -> Vec<(usize, f64)> {
     let k = k.min(arms.len());
-    let value = |i: usize, x: f64| w * x + (1.0 - w) * arms[i].host;
+    let value = |i: usize, x: f64| mix.value(x, arms[i].host);
+    // The random order that breaks ties (drawn for every policy, so the
+    // generator's stream does not depend on whether ties occur).
+    let ties = Ties(rng.random());
     match policy {
         Policy::Greedy => {
             let mut scored: Vec<(usize, f64)> = (0..arms.len())
                 .map(|i| (i, value(i, arms[i].posterior.mean())))
                 .collect();
-            top_k(&mut scored, k);
+            top_k(&mut scored, k, ties);
             scored
         }
         Policy::Random => sample(rng, arms.len(), k)
@@ -93,29 +135,29 @@ pub(crate) fn choose<R: Rng + ?Sized>(
             .map(|i| (i, value(i, arms[i].posterior.mean())))
             .collect(),
         Policy::Thompson => {
-            let mut order = Order::new(arms, w, prune);
+            let mut order = Order::new(arms, mix, prune);
             // The best k so far, best first (k is small: insertion is cheap).
             let mut top: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
             let mut at = 0;
             while let Some((bound, i)) = order.get(at) {
                 at += 1;
                 let full = top.len() == k;
-                let floor = top.last().map_or(f64::NEG_INFINITY, |t| t.1);
-                if prune && full && bound <= floor {
+                let floor = top.last().map_or((usize::MAX, f64::NEG_INFINITY), |t| *t);
+                if prune && full && bound < floor.1 {
                     break;
                 }
                 let v = value(i, arms[i].posterior.sample(rng));
-                if full && v <= floor {
+                if full && !ties.better((i, v), floor) {
                     continue;
                 }
-                let pos = top.partition_point(|t| t.1 >= v);
+                let pos = top.partition_point(|&t| ties.better(t, (i, v)));
                 top.insert(pos, (i, v));
                 top.truncate(k);
             }
             top
         }
         Policy::InSlateThompson => {
-            let mut order = Order::new(arms, w, prune);
+            let mut order = Order::new(arms, mix, prune);
             let mut samplers: Vec<Option<BetaSampler>> = vec![None; arms.len()];
             let mut placed = vec![false; arms.len()];
             let mut slate = Vec::with_capacity(k);
@@ -127,13 +169,13 @@ pub(crate) fn choose<R: Rng + ?Sized>(
                     if placed[i] {
                         continue;
                     }
-                    if prune && best.is_some_and(|b| bound <= b.1) {
+                    if prune && best.is_some_and(|b| bound < b.1) {
                         break;
                     }
                     let sampler =
                         samplers[i].get_or_insert_with(|| BetaSampler::new(arms[i].posterior));
                     let v = value(i, sampler.sample(rng));
-                    if best.is_none_or(|b| v > b.1) {
+                    if best.is_none_or(|b| ties.better((i, v), b)) {
                         best = Some((i, v));
                     }
                 }
@@ -156,13 +198,13 @@ struct Order {
 }
 
 impl Order {
-    fn new(arms: &[Arm], w: f64, prune: bool) -> Self {
+    fn new(arms: &[Arm], mix: Mix, prune: bool) -> Self {
         let items = arms
             .iter()
             .enumerate()
             .map(|(i, a)| {
                 let b = if prune { a.posterior.upper() } else { 1.0 };
-                (w * b + (1.0 - w) * a.host, i)
+                (mix.value(b, a.host), i)
             })
             .collect();
         Order {
@@ -196,9 +238,41 @@ impl Order {
     }
 }
 
-/// Keeps the `k` highest values, best first (ties to the lower index).
-fn top_k(scored: &mut Vec<(usize, f64)>, k: usize) {
-    let cmp = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+/// A random order of the candidates of one decision, for breaking ties: a
+/// bijective mix (SplitMix64's finaliser) of the candidate's index and a
+/// salt drawn for the decision, so distinct candidates never tie again and
+/// every order of tied candidates is about equally likely.
+#[derive(Debug, Clone, Copy)]
+struct Ties(u64);
+
+impl Ties {
+    /// The rank of candidate `i` in the random order.
+    #[inline]
+    fn rank(self, i: usize) -> u64 {
+        let mut z = self.0 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Whether `(index, value)` `a` beats `b`: a higher value, or an equal
+    /// one and an earlier place in the random order.
+    #[inline]
+    fn better(self, a: (usize, f64), b: (usize, f64)) -> bool {
+        a.1 > b.1 || (a.1 == b.1 && self.rank(a.0) < self.rank(b.0))
+    }
+
+    /// `Ordering` of two scored candidates, best first.
+    #[inline]
+    fn cmp(self, a: &(usize, f64), b: &(usize, f64)) -> std::cmp::Ordering {
+        b.1.total_cmp(&a.1)
+            .then_with(|| self.rank(a.0).cmp(&self.rank(b.0)))
+    }
+}
+
+/// Keeps the `k` highest values, best first (ties in the random order).
+fn top_k(scored: &mut Vec<(usize, f64)>, k: usize, ties: Ties) {
+    let cmp = |a: &(usize, f64), b: &(usize, f64)| ties.cmp(a, b);
     if scored.len() > k && k > 0 {
         scored.select_nth_unstable_by(k - 1, cmp);
         scored.truncate(k);
@@ -229,7 +303,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         for policy in Policy::ALL {
             for prune in [true, false] {
-                let s = choose(policy, &a, 10, 1.0, prune, &mut rng);
+                let s = choose(policy, &a, 10, Mix::Linear(1.0), prune, &mut rng);
                 let mut items: Vec<usize> = s.iter().map(|x| x.0).collect();
                 assert_eq!(items.len(), 10);
                 items.sort_unstable();
@@ -238,7 +312,14 @@ mod tests {
             }
         }
         // Fewer candidates than slots: all of them, once.
-        let s = choose(Policy::InSlateThompson, &a[..3], 10, 1.0, true, &mut rng);
+        let s = choose(
+            Policy::InSlateThompson,
+            &a[..3],
+            10,
+            Mix::Linear(1.0),
+            true,
+            &mut rng,
+        );
         assert_eq!(s.len(), 3);
     }
 
@@ -251,14 +332,14 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let greedy: Vec<usize> = choose(Policy::Greedy, &a, 5, 1.0, true, &mut rng)
+        let greedy: Vec<usize> = choose(Policy::Greedy, &a, 5, Mix::Linear(1.0), true, &mut rng)
             .iter()
             .map(|x| x.0)
             .collect();
         assert_eq!(greedy, vec![8, 7, 6, 5, 4]);
         for policy in [Policy::InSlateThompson, Policy::Thompson] {
             for _ in 0..100 {
-                let s: Vec<usize> = choose(policy, &a, 5, 1.0, true, &mut rng)
+                let s: Vec<usize> = choose(policy, &a, 5, Mix::Linear(1.0), true, &mut rng)
                     .iter()
                     .map(|x| x.0)
                     .collect();
@@ -275,7 +356,7 @@ mod tests {
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for policy in [Policy::InSlateThompson, Policy::Thompson, Policy::Greedy] {
-            let s: Vec<usize> = choose(policy, &a, 3, 0.0, true, &mut rng)
+            let s: Vec<usize> = choose(policy, &a, 3, Mix::Linear(0.0), true, &mut rng)
                 .iter()
                 .map(|x| x.0)
                 .collect();
@@ -300,13 +381,55 @@ mod tests {
             let mut first = vec![0usize; 20];
             let mut third = vec![0usize; 20];
             for _ in 0..20_000 {
-                let s = choose(Policy::InSlateThompson, &a, 3, 1.0, true, &mut rng);
+                let s = choose(
+                    Policy::InSlateThompson,
+                    &a,
+                    3,
+                    Mix::Linear(1.0),
+                    true,
+                    &mut rng,
+                );
                 first[s[0].0] += 1;
                 third[s[2].0] += 1;
             }
             // 19 degrees of freedom: the 99.9 % point is 43.8.
             assert!(chi_square(&first) < 43.8, "{params:?}: {first:?}");
             assert!(chi_square(&third) < 43.8, "{params:?}: {third:?}");
+        }
+    }
+
+    #[test]
+    fn ties_are_broken_at_random_by_every_policy() {
+        // Greedy on 20 equal posteriors, and every policy on equal host
+        // scores with the posterior weight 0: each item equally likely in
+        // the first slot, whatever its position in the list.
+        let equal = arms(&[(3.0, 27.0); 20]);
+        let mut hosts = arms(&[(1.0, 1.0); 20]);
+        hosts.iter_mut().for_each(|a| a.host = 0.25);
+        let cases = [
+            (Policy::Greedy, &equal, 1.0),
+            (Policy::Greedy, &hosts, 0.0),
+            (Policy::Thompson, &hosts, 0.0),
+            (Policy::InSlateThompson, &hosts, 0.0),
+        ];
+        for (policy, a, w) in cases {
+            for prune in [true, false] {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+                let mut first = vec![0usize; 20];
+                for _ in 0..20_000 {
+                    let s = choose(policy, a, 3, Mix::Linear(w), prune, &mut rng);
+                    assert_eq!(s.len(), 3);
+                    first[s[0].0] += 1;
+                }
+                // 19 degrees of freedom: the 99.9 % point is 43.8.
+                assert!(chi_square(&first) < 43.8, "{policy:?} {prune}: {first:?}");
+            }
+            // The same seed gives the same slate.
+            let once = |seed| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                choose(policy, a, 3, Mix::Linear(w), true, &mut rng)
+            };
+            assert_eq!(once(5), once(5));
         }
     }
 
@@ -321,9 +444,16 @@ mod tests {
         for (f, prune) in freq.iter_mut().zip([false, true]) {
             let mut rng = rand::rngs::StdRng::seed_from_u64(8);
             for _ in 0..runs {
-                for (slot, (i, _)) in choose(Policy::InSlateThompson, &a, 5, 1.0, prune, &mut rng)
-                    .into_iter()
-                    .enumerate()
+                for (slot, (i, _)) in choose(
+                    Policy::InSlateThompson,
+                    &a,
+                    5,
+                    Mix::Linear(1.0),
+                    prune,
+                    &mut rng,
+                )
+                .into_iter()
+                .enumerate()
                 {
                     if slot == 0 {
                         f[i] += 1;

@@ -151,6 +151,70 @@ pub enum SimClicks {
     },
 }
 
+/// The host's own per-user scores passed with every request (fixed per user
+/// and item for a run, drawn from the run's seed).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum HostScores {
+    /// No host scores (default).
+    #[default]
+    None,
+    /// The true click probabilities.
+    Exact,
+    /// The true click probabilities plus Gaussian noise of this standard
+    /// deviation, clamped to [0, 1].
+    Noisy(f64),
+    /// Each user's true probabilities, permuted across the items: the right
+    /// distribution, no information.
+    Shuffled,
+    /// Uniform in [0, 1]: no information, the wrong scale.
+    Uniform,
+}
+
+impl HostScores {
+    /// Short name (`none`, `exact`, `noisy 0.1`, `shuffled`, `uniform`).
+    pub fn name(&self) -> String {
+        match self {
+            HostScores::None => "none".into(),
+            HostScores::Exact => "exact".into(),
+            HostScores::Noisy(sd) => format!("noisy {sd}"),
+            HostScores::Shuffled => "shuffled".into(),
+            HostScores::Uniform => "uniform".into(),
+        }
+    }
+
+    /// `users × items` scores (row-major) for `truth`, or `None`.
+    fn draw(&self, truth: &GroundTruth, seed: u64) -> Option<Vec<f32>> {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x0005_C0DE_5C0E_5EED);
+        let m = truth.items.len();
+        match *self {
+            HostScores::None => None,
+            HostScores::Exact => Some(truth.attractiveness.clone()),
+            HostScores::Noisy(sd) => Some(
+                truth
+                    .attractiveness
+                    .iter()
+                    .map(|&p| {
+                        let e: f64 = rng.sample(rand_distr::StandardNormal);
+                        (f64::from(p) + sd * e).clamp(0.0, 1.0) as f32
+                    })
+                    .collect(),
+            ),
+            HostScores::Shuffled => {
+                let mut all = truth.attractiveness.clone();
+                for row in all.chunks_mut(m.max(1)) {
+                    row.shuffle(&mut rng);
+                }
+                Some(all)
+            }
+            HostScores::Uniform => Some(
+                (0..truth.attractiveness.len())
+                    .map(|_| rng.random::<f32>())
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// Parameters of a simulation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
@@ -164,6 +228,14 @@ pub struct SimConfig {
     pub clicks: SimClicks,
     /// Seed of arrivals, clicks and the bandit.
     pub seed: u64,
+    /// Feedback of a round arrives after all its decisions (as with a host
+    /// that batches its logs), instead of after each slate (default false).
+    pub batched: bool,
+    /// The host scores sent with each request (default none).
+    pub host: HostScores,
+    /// The click model the bandit is configured with (default `None`: the
+    /// true one; `Some` measures the cost of a wrong one).
+    pub assumed_clicks: Option<ClickModel>,
 }
 
 impl Default for SimConfig {
@@ -174,6 +246,9 @@ impl Default for SimConfig {
             arrival: 0.2,
             clicks: SimClicks::Cascade { visible: 3 },
             seed: 1,
+            batched: false,
+            host: HostScores::None,
+            assumed_clicks: None,
         }
     }
 }
@@ -244,14 +319,19 @@ impl Variant {
     }
 
     /// The policies compared by `groupwise eval slates`: random, greedy,
-    /// standard and in-slate TS on segment posteriors (pooled prior),
+    /// standard and in-slate TS on segment posteriors (pooled, flat prior),
     /// segment-only TS with flat and pessimistic priors and no pooling,
-    /// per-user-only TS, and the hierarchical group → user blend (flat and
-    /// pessimistic base prior).
+    /// per-user-only TS, the hierarchical group → user blend (flat and
+    /// pessimistic base prior), and the defaults.
     pub fn standard() -> Vec<Variant> {
+        let flat = BanditConfig {
+            prior_alpha: 1.0,
+            prior_beta: 1.0,
+            ..Default::default()
+        };
         let segment = BanditConfig {
             hierarchy: Hierarchy::SegmentOnly,
-            ..Default::default()
+            ..flat.clone()
         };
         let unpooled = |alpha: f64, beta: f64| BanditConfig {
             prior_alpha: alpha,
@@ -287,14 +367,10 @@ impl Variant {
                 Policy::InSlateThompson,
                 BanditConfig {
                     hierarchy: Hierarchy::UserOnly,
-                    ..Default::default()
+                    ..flat.clone()
                 },
             ),
-            Variant::new(
-                "hierarchical group → user",
-                Policy::InSlateThompson,
-                BanditConfig::default(),
-            ),
+            Variant::new("hierarchical group → user", Policy::InSlateThompson, flat),
             Variant::new(
                 "hierarchical, pessimistic Beta(1,99)",
                 Policy::InSlateThompson,
@@ -303,6 +379,11 @@ impl Variant {
                     prior_beta: 99.0,
                     ..Default::default()
                 },
+            ),
+            Variant::new(
+                "defaults (in-slate TS, hierarchical, Beta(1,49))",
+                Policy::InSlateThompson,
+                BanditConfig::default(),
             ),
         ]
     }
@@ -334,7 +415,10 @@ pub fn simulate(
         ));
     }
     let bandit = SlateBandit::new(BanditConfig {
-        click_model: sim.click_model(),
+        click_model: sim
+            .assumed_clicks
+            .clone()
+            .unwrap_or_else(|| sim.click_model()),
         seed: sim.seed,
         max_users: truth.users.len().max(1) * 2,
         ..variant.config.clone()
@@ -357,6 +441,17 @@ pub fn simulate(
     };
     let mut total = 0.0;
     let mut order: Vec<usize> = (0..truth.users.len()).collect();
+    let host = sim.host.draw(truth, sim.seed);
+    let m = truth.items.len();
+    let mut batch: Vec<(u64, Vec<usize>)> = Vec::new();
+    let send = |decision: u64, clicked: &[usize]| {
+        bandit.feedback(&Feedback {
+            decision,
+            clicks: clicked,
+            visible: Some(visible),
+            now: None,
+        })
+    };
     for _ in 0..sim.rounds {
         order.shuffle(&mut rng);
         let (mut slates, mut clicks) = (0usize, 0usize);
@@ -371,18 +466,21 @@ pub fn simulate(
                 sim.slots,
             );
             request.policy = variant.policy;
+            request.host_scores = host.as_deref().map(|h| &h[u * m..(u + 1) * m]);
             let decision = bandit.decide(&request)?;
             let cols: Vec<usize> = decision.items.iter().map(|i| col_of[i]).collect();
             total += best[u] - sim.expected_clicks(truth, u, &cols);
             let clicked = simulate_clicks(sim, truth, u, &cols, &mut rng);
             clicks += clicked.len();
             slates += 1;
-            bandit.feedback(&Feedback {
-                decision: decision.id,
-                clicks: &clicked,
-                visible: Some(visible),
-                now: None,
-            })?;
+            if sim.batched {
+                batch.push((decision.id, clicked));
+            } else {
+                send(decision.id, &clicked)?;
+            }
+        }
+        for (decision, clicked) in batch.drain(..) {
+            send(decision, &clicked)?;
         }
         curve.regret.push(total);
         curve.ctr.push(if slates == 0 {

@@ -110,6 +110,10 @@ pub struct BanditState {
     last_seq: u64,
     journal_events: u64,
     applied: Vec<(u64, Applied)>,
+    /// The learned host-score blend's fit (`None` in snapshots of versions
+    /// before it: the bandit starts from its prior).
+    #[serde(default)]
+    host_model: Option<HostModel>,
 }
 
 impl BanditState {
@@ -187,6 +191,23 @@ impl BanditState {
             if !j.evidence.is_valid() || j.items.iter().any(|i| !i.1.is_valid()) {
                 return bad(&format!("the journal of user {user}"));
             }
+        }
+        if self.host_model.is_some_and(|m| !m.is_valid()) {
+            return Err(Error::invalid(
+                "bandit state",
+                "the learned host blend has non-finite or out-of-range values",
+            ));
+        }
+        if let Some((id, _)) = self.pending.iter().find(|p| {
+            p.1.host.as_ref().is_some_and(|h| {
+                h.len() != p.1.items.len()
+                    || h.iter().any(|x| !(x.0.is_finite() && x.1.is_finite()))
+            })
+        }) {
+            return Err(Error::invalid(
+                "bandit state",
+                format!("pending decision {id} has host features that do not match its slate"),
+            ));
         }
         if let Some((id, _)) = self.pending.iter().find(|p| p.1.items.is_empty()) {
             return Err(Error::invalid(
@@ -543,6 +564,7 @@ impl SlateBandit {
                     .map(|(&k, v)| (k, v.clone()))
                     .collect(),
             ),
+            host_model: Some(self.host_model()),
         }
     }
 
@@ -614,6 +636,9 @@ impl SlateBandit {
         r.journal_events
             .store(state.journal_events, Ordering::Relaxed);
         r.applied.lock().extend(state.applied);
+        if let Some(model) = state.host_model {
+            bandit.set_host_model(model);
+        }
         Ok(bandit)
     }
 

@@ -262,6 +262,7 @@ mod tests {
             r#""algorithm": "Leiden", "k": 15, "resolution": 1.0, "iterations": 2, "ef": null"#;
         let kmeans = r#""k": 8, "max_iter": 100, "n_init": 3"#;
         let evidence = r#""w_min": 0.3, "w_max": 0.9, "n_half": 20.0"#;
+        let learned = r#""prior_sd": 1.0, "memory": 20000.0"#;
         // The variant's other fields (this one is appended by the caller).
         let fields = |all: &str, name: &str| -> String {
             all.split(", ")
@@ -286,6 +287,10 @@ mod tests {
             ["bandit", "blend", "Evidence", f] => format!(
                 r#""bandit": {{"blend": {{"Evidence": {{{}, "{f}": {value}}}}}}}"#,
                 fields(evidence, f)
+            ),
+            ["bandit", "blend", "Learned", f] => format!(
+                r#""bandit": {{"blend": {{"Learned": {{{}, "{f}": {value}}}}}}}"#,
+                fields(learned, f)
             ),
             ["bandit", "blend", "Fixed"] => {
                 format!(r#""bandit": {{"blend": {{"Fixed": {value}}}}}"#)
@@ -405,6 +410,17 @@ mod tests {
         ),
         ("bandit.blend.Fixed", &["-0.1", "1.1"], &["0", "1"]),
         (
+            "bandit.blend.Learned.prior_sd",
+            &["0", "-1", "100.1"],
+            &["1e-9", "100"],
+        ),
+        (
+            "bandit.blend.Learned.memory",
+            &["0.5", "-1", "1.1e12"],
+            &["1", "1e12"],
+        ),
+        ("bandit.pooling", &[], &["\"Evidence\"", "\"Mean\""]),
+        (
             "bandit.blend.PriorMean.strength",
             &["0", "1.1e9"],
             &["1e-9", "1e9"],
@@ -515,6 +531,8 @@ mod tests {
             r#"{"dim": 8, "bandit": {"foo": 1}}"#.into(),
             r#"{"dim": 8, "bandit": {"blend": {"Evidence": {"w_min": 0, "w_max": 1, "n_half": 2, "typo": 1}}}}"#.into(),
             r#"{"dim": 8, "bandit": {"blend": {"PriorMean": {"strength": 2, "typo": 1}}}}"#.into(),
+            r#"{"dim": 8, "bandit": {"blend": {"Learned": {"prior_sd": 1, "memory": 9, "typo": 1}}}}"#.into(),
+            r#"{"dim": 8, "bandit": {"pooling": "Median"}}"#.into(),
             r#"{"dim": 8, "bandit": {"click_model": {"Pbm": {"examination": [1], "typo": 1}}}}"#.into(),
             r#"{"dim": 8, "bandit": {"hierarchy": "Flat"}}"#.into(),
             r#"{"dim": 8, "lookalike": {"typo": 1}}"#.into(),

@@ -69,7 +69,8 @@ use parking_lot::RwLock;
 pub use config::{EncoderSpec, EngineConfig, SnapshotConfig};
 pub use snapshot::{inspect, inspect_bytes, LoadOptions, SnapshotInfo, SNAPSHOT_VERSION};
 
-use crate::bandit::{BanditState, Decision, Delta, Feedback, Request, SlateBandit, Stats};
+use crate::bandit::host::HostModel;
+use crate::bandit::{BanditState, Decision, Delta, Feedback, Readout, Request, SlateBandit, Stats};
 use crate::data::UserHistory;
 use crate::encoder::{Encoder, EncoderOptions};
 use crate::error::{Error, Result};
@@ -495,6 +496,35 @@ impl Engine {
             }
         }
         self.bandit.decide(&request)
+    }
+
+    /// What `item`'s posterior for `user` in `segment` is made of, level by
+    /// level (see [`SlateBandit::explain`](crate::bandit::SlateBandit::explain)),
+    /// and the learned host blend's weights. Segments resolve as in
+    /// [`decide`](Self::decide): no segment but a user means the user's
+    /// segment; a segment the engine does not serve is
+    /// [`Error::UnknownSegment`].
+    pub fn explain(
+        &self,
+        segment: Option<SegmentId>,
+        user: Option<u64>,
+        item: u64,
+        now: Option<f64>,
+    ) -> Result<(Readout, HostModel)> {
+        let segment = {
+            let segments = self.segments.read();
+            match segment {
+                Some(s) => {
+                    if segments.as_ref().is_none_or(|g| g.size(s).is_err()) {
+                        return Err(Error::UnknownSegment(s));
+                    }
+                    Some(s)
+                }
+                None => user.and_then(|u| segments.as_ref()?.segment_of(u)),
+            }
+        };
+        let readout = self.bandit.explain(segment, user, item, now)?;
+        Ok((readout, self.bandit.host_model()))
     }
 
     /// Records the clicks on a decided slate (once per decision).
