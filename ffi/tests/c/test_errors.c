@@ -602,8 +602,9 @@ static void test_non_finite_and_unusable_values(void) {
     CHECK_RESULT(gw_engine_search(e, v, DIM, 1, ids, sims, 4, &len), GW_OK);
     CHECK(len == 1 && ids[0] == 9 && sims[0] > 0.999f);
 
-    /* Host scores must be probabilities (NaN is GW_ERR_NON_FINITE); the
-     * clock must be finite. */
+    /* Host scores must be finite (NaN is GW_ERR_NON_FINITE); with the
+     * default learned blend they may be on any scale. The clock must be
+     * finite. */
     uint64_t cands[4] = {1, 2, 3, 4};
     float host[4] = {0.5f, NAN, 0.5f, 0.5f};
     gw_slate_request r = request(cands, 4, 2);
@@ -614,12 +615,13 @@ static void test_non_finite_and_unusable_values(void) {
     uint64_t decision = S_U64;
     CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision), GW_ERR_NON_FINITE,
                 "position 1");
+    uint64_t scaled = S_U64;
     host[1] = 1.5f;
-    CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision),
-                GW_ERR_INVALID_ARGUMENT, "host_scores");
+    CHECK_RESULT(gw_engine_decide(e, &r, items, scores, 4, &len, &scaled), GW_OK);
+    CHECK(len == 2 && scaled != S_U64);
     host[1] = -0.01f;
-    CHECK_FAILS(gw_engine_decide(e, &r, items, scores, 4, &len, &decision),
-                GW_ERR_INVALID_ARGUMENT, "host_scores");
+    CHECK_RESULT(gw_engine_decide(e, &r, items, scores, 4, &len, &scaled), GW_OK);
+    CHECK(len == 2);
     host[1] = 0.5f;
     r.has_now = true;
     r.now = INFINITY;
@@ -634,7 +636,8 @@ static void test_non_finite_and_unusable_values(void) {
     double now = 1001.0;
     CHECK_RESULT(gw_engine_feedback(e, decision, NULL, 0, GW_ALL_VISIBLE, &now), GW_OK);
     s = stats_of(e);
-    CHECK(s.decisions == 1 && s.feedback_applied == 1);
+    /* The two decisions with scores on another scale, and this one. */
+    CHECK(s.decisions == 3 && s.feedback_applied == 1);
     gw_engine_free(e);
 }
 
