@@ -354,11 +354,6 @@ impl Engine {
         )
     }
 
-    /// [`from_bytes`](Self::from_bytes) with options (`mmap` does not apply).
-    pub fn from_bytes_with(bytes: &[u8], options: LoadOptions) -> Result<Engine> {
-        Self::from_bytes_at(bytes, Path::new("<bytes>"), options, None)
-    }
-
     fn from_bytes_at(
         bytes: &[u8],
         path: &Path,

@@ -291,6 +291,14 @@ impl Inner {
         &self.data[slot * dim..(slot + 1) * dim]
     }
 
+    /// Marks `slot` free (out of the graph) for reuse, zeroing its row: a
+    /// deleted user's vector does not linger in memory or in snapshots.
+    fn free_slot(&mut self, slot: usize, dim: usize) {
+        self.state[slot] = Slot::Free;
+        self.data[slot * dim..(slot + 1) * dim].fill(0.0);
+        self.free.push(slot);
+    }
+
     /// A slot for a new row: a free one (unless a rebuild runs: its replay
     /// relies on slots not changing their vector) or a new one.
     fn take_slot(&mut self, reuse: bool, dim: usize) -> Result<usize> {
@@ -352,6 +360,15 @@ fn graph_of(
     graph.prepare_write(slots)?;
     insert_all(graph.as_ref(), rows)?;
     Ok(Some(graph))
+}
+
+/// Each slot with its row of `rows` (row-major, `dim` wide, in slot order).
+fn paired<'a>(slots: &[usize], rows: &'a [f32], dim: usize) -> Vec<(usize, &'a [f32])> {
+    slots
+        .iter()
+        .zip(rows.chunks_exact(dim.max(1)))
+        .map(|(&s, r)| (s, r))
+        .collect()
 }
 
 fn insert_all(graph: &dyn Graph, rows: &[(usize, &[f32])]) -> Result<()> {
@@ -583,12 +600,7 @@ impl UserIndex {
         let Some(g) = graph.as_ref() else {
             return Ok(());
         };
-        let batch: Vec<(usize, &[f32])> = slots
-            .iter()
-            .zip(rows.chunks_exact(dim.max(1)))
-            .map(|(&s, r)| (s, r))
-            .collect();
-        insert_all(g.as_ref(), &batch)
+        insert_all(g.as_ref(), &paired(slots, rows, dim))
     }
 
     /// Removes `slots` (state `Dead`, or `Pending` after a failed insert)
@@ -619,12 +631,7 @@ impl UserIndex {
         for (&s, &gone) in slots.iter().zip(&removed) {
             let was_dead = inner.state[s] == Slot::Dead;
             if gone {
-                inner.state[s] = Slot::Free;
-                inner.free.push(s);
-                // A deleted user's vector does not linger in memory or in
-                // snapshots.
-                let dim = self.config.dim;
-                inner.data[s * dim..(s + 1) * dim].fill(0.0);
+                inner.free_slot(s, self.config.dim);
                 if was_dead {
                     inner.tombstones -= 1;
                 }
@@ -700,11 +707,7 @@ impl UserIndex {
             }
             (live, rows, inner.ids.len())
         };
-        let batch: Vec<(usize, &[f32])> = snapshot
-            .iter()
-            .zip(rows.chunks_exact(dim.max(1)))
-            .map(|(&s, r)| (s, r))
-            .collect();
+        let batch = paired(&snapshot, &rows, dim);
         let capacity = slots.max(self.config.capacity_hint.min(slots * 2));
         let Some(mut fresh) = graph_of(&self.config, &batch, capacity)? else {
             return Ok(());
@@ -739,21 +742,18 @@ impl UserIndex {
             }
         }
         let mut inner = parking_lot::RwLockUpgradableReadGuard::upgrade(inner);
-        let mut free = Vec::new();
+        inner.free.clear();
         for (s, &present) in in_new.iter().enumerate() {
             if matches!(inner.state[s], Slot::Dead | Slot::Free) {
                 if present {
                     inner.state[s] = Slot::Dead;
                 } else {
-                    inner.state[s] = Slot::Free;
-                    inner.data[s * dim..(s + 1) * dim].fill(0.0);
-                    free.push(s);
+                    inner.free_slot(s, dim);
                 }
             }
         }
         // Reuse low slots first.
-        free.reverse();
-        inner.free = free;
+        inner.free.reverse();
         inner.tombstones = dead;
         inner.rebuilds += 1;
         let old = self.graph.write().replace(fresh);
